@@ -1,0 +1,65 @@
+# Defines the imported target UnitScaling::torch for the CPU parts of LibTorch.
+#
+# LibTorch is found through CMAKE_PREFIX_PATH, normally set to `torch.utils.cmake_prefix_path`
+# of the pip wheel. By default we do NOT call find_package(Torch): the CUDA wheel's config looks
+# for a matching CUDA toolkit and fails hard when the machine has none or another version. The
+# CPU library only needs the wheel's headers and libtorch/libtorch_cpu/libc10, so we import those
+# directly (as torch.utils.cpp_extension does). Set UNIT_SCALING_USE_TORCH_CONFIG=ON to use the
+# stock TorchConfig.cmake instead (e.g. for a standalone LibTorch with a matching toolkit).
+# This file is installed with the package so downstream projects get the same target.
+include_guard(GLOBAL)
+
+option(UNIT_SCALING_USE_TORCH_CONFIG "Use LibTorch's own TorchConfig.cmake" OFF)
+
+if(UNIT_SCALING_USE_TORCH_CONFIG)
+  find_package(Torch REQUIRED)
+  if(NOT TARGET UnitScaling::torch)
+    add_library(UnitScaling::torch INTERFACE IMPORTED)
+    set_target_properties(UnitScaling::torch PROPERTIES INTERFACE_LINK_LIBRARIES "${TORCH_LIBRARIES}")
+  endif()
+  get_filename_component(UNIT_SCALING_TORCH_ROOT "${TORCH_INSTALL_PREFIX}" ABSOLUTE)
+  return()
+endif()
+
+find_path(UNIT_SCALING_TORCH_CMAKE_DIR TorchConfig.cmake
+  PATH_SUFFIXES Torch share/cmake/Torch
+  HINTS ${UNIT_SCALING_TORCH_ROOT_HINT}
+  DOC "Folder holding LibTorch's TorchConfig.cmake (torch.utils.cmake_prefix_path/Torch)")
+if(NOT UNIT_SCALING_TORCH_CMAKE_DIR)
+  message(FATAL_ERROR
+    "LibTorch not found. Pass -DCMAKE_PREFIX_PATH=$(python -c "
+    "'import torch.utils; print(torch.utils.cmake_prefix_path)') or run scripts/setup.sh.")
+endif()
+get_filename_component(UNIT_SCALING_TORCH_ROOT "${UNIT_SCALING_TORCH_CMAKE_DIR}/../../.." ABSOLUTE)
+
+set(_us_torch_libs)
+foreach(_name torch torch_cpu c10)
+  find_library(UNIT_SCALING_TORCH_LIB_${_name} ${_name}
+    PATHS "${UNIT_SCALING_TORCH_ROOT}/lib" NO_DEFAULT_PATH)
+  if(NOT UNIT_SCALING_TORCH_LIB_${_name})
+    message(FATAL_ERROR "lib${_name} not found under ${UNIT_SCALING_TORCH_ROOT}/lib")
+  endif()
+  list(APPEND _us_torch_libs "${UNIT_SCALING_TORCH_LIB_${_name}}")
+endforeach()
+
+# The C++ ABI must match the one LibTorch was built with; libc10 tells by its symbol names.
+if(NOT DEFINED UNIT_SCALING_TORCH_CXX11_ABI)
+  file(STRINGS "${UNIT_SCALING_TORCH_LIB_c10}" _us_cxx11_symbols REGEX "__cxx11" LIMIT_COUNT 1)
+  if(_us_cxx11_symbols)
+    set(UNIT_SCALING_TORCH_CXX11_ABI 1)
+  else()
+    set(UNIT_SCALING_TORCH_CXX11_ABI 0)
+  endif()
+  set(UNIT_SCALING_TORCH_CXX11_ABI ${UNIT_SCALING_TORCH_CXX11_ABI} CACHE STRING
+    "_GLIBCXX_USE_CXX11_ABI value of the LibTorch build")
+endif()
+
+if(NOT TARGET UnitScaling::torch)
+  add_library(UnitScaling::torch INTERFACE IMPORTED)
+  set_target_properties(UnitScaling::torch PROPERTIES
+    INTERFACE_INCLUDE_DIRECTORIES
+      "${UNIT_SCALING_TORCH_ROOT}/include;${UNIT_SCALING_TORCH_ROOT}/include/torch/csrc/api/include"
+    INTERFACE_COMPILE_DEFINITIONS "_GLIBCXX_USE_CXX11_ABI=${UNIT_SCALING_TORCH_CXX11_ABI}"
+    INTERFACE_LINK_LIBRARIES "${_us_torch_libs}")
+endif()
+set(UNIT_SCALING_TORCH_LIBRARY_DIR "${UNIT_SCALING_TORCH_ROOT}/lib")

@@ -1,0 +1,40 @@
+// Unit-scaled embedding: a drop-in for torch::nn::functional::embedding whose weight gradient is
+// multiplied by sqrt(V / N) (V = weight.size(0) rows, N = input.numel() lookups), so that it has
+// about unit scale at initialisation whatever the vocabulary and batch size.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/options/embedding.h>
+
+#include <optional>
+
+namespace unit_scaling::functional {
+
+using EmbeddingFuncOptions = torch::nn::functional::EmbeddingFuncOptions;
+
+// out[..., :] = weight[input[...], :], shape input.shape + (D,), dtype/device of weight.
+//
+// input: int32 or int64 indices, any shape (0-d and empty included), each in [0, V).
+// weight: 2-D float32/float64/float16/bfloat16 table (V, D), any strides.
+// options.padding_idx: in [-V, V), negative wraps; those positions get no gradient.
+// options.max_norm / norm_type (both > 0, inf allowed): before the lookup every distinct
+//   referenced row with p-norm > max_norm is rescaled in place in `weight` to max_norm.
+// options.scale_grad_by_freq / sparse: not supported by unit scaling (ValueError).
+//
+// Gradient: weight.grad[r] = sqrt(V/N) * sum of grad_out over positions p with input[p] == r
+// (padding excluded), accumulated in float32 (float64 for double), deterministic; all zeros when
+// N == 0. No gradient for input. Double backward is supported.
+//
+// Errors are atomic: every argument and every index is checked before anything is written, so
+// after an error `weight` is bit-for-bit unchanged. Bad index: c10::IndexError; bad option
+// value or shape: c10::ValueError; bad dtype/layout: c10::TypeError (Python's IndexError,
+// ValueError, TypeError).
+at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight,
+                     const EmbeddingFuncOptions& options = {});
+
+// Positional form mirroring the Python signature of unit_scaling.functional.embedding.
+at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight,
+                     std::optional<int64_t> padding_idx, std::optional<double> max_norm = {},
+                     double norm_type = 2.0, bool scale_grad_by_freq = false, bool sparse = false);
+
+}  // namespace unit_scaling::functional

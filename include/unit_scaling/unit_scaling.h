@@ -1,0 +1,6 @@
+// Umbrella header of unit-scaling-cpp.
+#pragma once
+
+#include <unit_scaling/functional.h>
+#include <unit_scaling/nn/embedding.h>
+#include <unit_scaling/scale.h>

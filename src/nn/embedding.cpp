@@ -1,0 +1,81 @@
+#include <unit_scaling/nn/embedding.h>
+
+#include <c10/util/Exception.h>
+#include <torch/nn/init.h>
+#include <unit_scaling/functional.h>
+
+#include <utility>
+
+#include "embedding_checks.h"
+
+namespace unit_scaling::nn {
+namespace {
+
+detail::EmbeddingSettings settings_of(const EmbeddingOptions& options) {
+  return {options.padding_idx(), options.max_norm(), options.norm_type(),
+          options.scale_grad_by_freq(), options.sparse()};
+}
+
+}  // namespace
+
+EmbeddingImpl::EmbeddingImpl(EmbeddingOptions options_) : options(std::move(options_)) {
+  reset();  // NOLINT(clang-analyzer-optin.cplusplus.VirtualCall)
+}
+
+void EmbeddingImpl::reset() {
+  const int64_t num_rows = options.num_embeddings();
+  TORCH_CHECK_VALUE(num_rows >= 0 && options.embedding_dim() >= 0,
+                    "unit_scaling::nn::Embedding: num_embeddings and embedding_dim must be >= 0, "
+                    "got num_embeddings=", num_rows, ", embedding_dim=", options.embedding_dim());
+  const int64_t padding_row = detail::check_settings(settings_of(options), num_rows);
+  if (padding_row >= 0) options.padding_idx(padding_row);
+  if (options._weight().defined()) {
+    TORCH_CHECK_VALUE(options._weight().sizes() ==
+                          at::IntArrayRef({num_rows, options.embedding_dim()}),
+                      "unit_scaling::nn::Embedding: _weight of shape ", options._weight().sizes(),
+                      " does not match num_embeddings=", num_rows,
+                      ", embedding_dim=", options.embedding_dim());
+    weight = register_parameter("weight", options._weight());
+  } else {
+    weight = register_parameter("weight", torch::empty({num_rows, options.embedding_dim()}));
+    reset_parameters();
+  }
+}
+
+void EmbeddingImpl::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  torch::nn::init::normal_(weight, /*mean=*/0.0, /*std=*/1.0);
+  if (options.padding_idx()) weight[*options.padding_idx()].fill_(0);
+}
+
+void EmbeddingImpl::pretty_print(std::ostream& stream) const {
+  stream << "unit_scaling::nn::Embedding(num_embeddings=" << options.num_embeddings()
+         << ", embedding_dim=" << options.embedding_dim();
+  if (options.padding_idx()) stream << ", padding_idx=" << *options.padding_idx();
+  if (options.max_norm()) stream << ", max_norm=" << *options.max_norm();
+  if (options.norm_type() != 2.0) stream << ", norm_type=" << options.norm_type();
+  stream << ")";
+}
+
+at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
+  return functional::embedding(indices, weight, options.padding_idx(), options.max_norm(),
+                               options.norm_type());
+}
+
+Embedding Embedding::from_pretrained(const at::Tensor& embeddings,
+                                     const EmbeddingFromPretrainedOptions& options) {
+  TORCH_CHECK_VALUE(embeddings.defined() && embeddings.dim() == 2,
+                    "unit_scaling::nn::Embedding::from_pretrained: embeddings must be 2-D, got ",
+                    embeddings.defined() ? embeddings.sizes() : at::IntArrayRef{});
+  Embedding module(EmbeddingOptions(embeddings.size(0), embeddings.size(1))
+                       ._weight(embeddings)
+                       .padding_idx(options.padding_idx())
+                       .max_norm(options.max_norm())
+                       .norm_type(options.norm_type())
+                       .scale_grad_by_freq(options.scale_grad_by_freq())
+                       .sparse(options.sparse()));
+  module->weight.set_requires_grad(!options.freeze());
+  return module;
+}
+
+}  // namespace unit_scaling::nn
