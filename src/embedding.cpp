@@ -36,9 +36,9 @@ at::Tensor lookup(const at::Tensor& weight, const at::Tensor& indices) {
   at::Tensor out = at::empty(output_shape(indices, dim), weight.options());
   const kernels::ConstMatrix table{weight.const_data_ptr(), weight.size(0), dim, weight.stride(0),
                                    weight.stride(1)};
-  kernels::gather_rows(weight.element_size(), table, detail::kernel_index_type(indices.scalar_type()),
-                       indices.const_data_ptr(), indices.numel(), out.mutable_data_ptr(),
-                       detail::aten_parallel_for);
+  kernels::gather_rows(weight.element_size(), table,
+                       detail::kernel_index_type(indices.scalar_type()), indices.const_data_ptr(),
+                       indices.numel(), out.mutable_data_ptr(), detail::aten_parallel_for);
   return out;
 }
 
@@ -119,9 +119,9 @@ class ScaledEmbedding : public torch::autograd::Function<ScaledEmbedding> {
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const at::Tensor indices = ctx->get_saved_variables()[0];
-    const at::Tensor grad_weight = ScaledEmbeddingBackward::apply(
-        grads[0], indices, ctx->saved_data["num_rows"].toInt(),
-        ctx->saved_data["padding_row"].toInt());
+    const at::Tensor grad_weight =
+        ScaledEmbeddingBackward::apply(grads[0], indices, ctx->saved_data["num_rows"].toInt(),
+                                       ctx->saved_data["padding_row"].toInt());
     return {grad_weight, at::Tensor(), at::Tensor()};
   }
 };

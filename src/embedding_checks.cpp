@@ -51,12 +51,12 @@ int64_t check_settings(const EmbeddingSettings& settings, int64_t num_rows) {
   // `!(x > 0)` also rejects NaN.
   TORCH_CHECK_VALUE(!settings.max_norm || *settings.max_norm > 0, kOp,
                     "max_norm must be > 0 (inf allowed), got max_norm=", *settings.max_norm);
-  TORCH_CHECK_VALUE(settings.norm_type > 0, kOp, "norm_type must be > 0 (inf allowed), got norm_type=",
-                    settings.norm_type);
+  TORCH_CHECK_VALUE(settings.norm_type > 0, kOp,
+                    "norm_type must be > 0 (inf allowed), got norm_type=", settings.norm_type);
   if (!settings.padding_idx) return -1;
   const int64_t padding_idx = *settings.padding_idx;
-  TORCH_CHECK_VALUE(padding_idx >= -num_rows && padding_idx < num_rows, kOp, "padding_idx=",
-                    padding_idx, " is out of range for weight with ", num_rows,
+  TORCH_CHECK_VALUE(padding_idx >= -num_rows && padding_idx < num_rows, kOp,
+                    "padding_idx=", padding_idx, " is out of range for weight with ", num_rows,
                     " rows; expected ", -num_rows, " <= padding_idx < ", num_rows);
   return padding_idx < 0 ? padding_idx + num_rows : padding_idx;
 }
@@ -75,7 +75,8 @@ int64_t check_embedding_arguments(const at::Tensor& input, const at::Tensor& wei
   TORCH_CHECK_TYPE(is_supported_weight_dtype(weight.scalar_type()), kOp,
                    "weight must be float32, float64, float16 or bfloat16, got weight of dtype ",
                    weight.scalar_type());
-  TORCH_CHECK_VALUE(weight.dim() == 2, kOp, "weight must be 2-D (num_embeddings, embedding_dim), got weight of shape ",
+  TORCH_CHECK_VALUE(weight.dim() == 2, kOp,
+                    "weight must be 2-D (num_embeddings, embedding_dim), got weight of shape ",
                     weight.sizes());
   TORCH_CHECK_VALUE(input.device() == weight.device(), kOp, "input is on ", input.device(),
                     " but weight is on ", weight.device(), "; both must be on the same device");
@@ -102,8 +103,8 @@ void check_indices_in_range(const at::Tensor& indices, int64_t num_rows) {
     const int64_t bad =
         kernels::find_first_invalid_index(type, indices.const_data_ptr(), count, num_rows);
     if (bad >= 0) {
-      throw_bad_index(kernels::index_at(type, indices.const_data_ptr(), bad), indices.sizes(),
-                      bad, num_rows);
+      throw_bad_index(kernels::index_at(type, indices.const_data_ptr(), bad), indices.sizes(), bad,
+                      num_rows);
     }
     return;
   }

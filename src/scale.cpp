@@ -32,8 +32,12 @@ class ScaleBackwardOnly : public torch::autograd::Function<ScaleBackwardOnly> {
 
 }  // namespace
 
-at::Tensor scale_fwd(const at::Tensor& x, double scale) { return ScaleForwardOnly::apply(x, scale); }
+at::Tensor scale_fwd(const at::Tensor& x, double scale) {
+  return ScaleForwardOnly::apply(x, scale);
+}
 
-at::Tensor scale_bwd(const at::Tensor& x, double scale) { return ScaleBackwardOnly::apply(x, scale); }
+at::Tensor scale_bwd(const at::Tensor& x, double scale) {
+  return ScaleBackwardOnly::apply(x, scale);
+}
 
 }  // namespace unit_scaling

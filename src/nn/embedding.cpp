@@ -1,8 +1,7 @@
-#include <unit_scaling/nn/embedding.h>
-
 #include <c10/util/Exception.h>
 #include <torch/nn/init.h>
 #include <unit_scaling/functional.h>
+#include <unit_scaling/nn/embedding.h>
 
 #include <utility>
 
@@ -26,15 +25,15 @@ void EmbeddingImpl::reset() {
   const int64_t num_rows = options.num_embeddings();
   TORCH_CHECK_VALUE(num_rows >= 0 && options.embedding_dim() >= 0,
                     "unit_scaling::nn::Embedding: num_embeddings and embedding_dim must be >= 0, "
-                    "got num_embeddings=", num_rows, ", embedding_dim=", options.embedding_dim());
+                    "got num_embeddings=",
+                    num_rows, ", embedding_dim=", options.embedding_dim());
   const int64_t padding_row = detail::check_settings(settings_of(options), num_rows);
   if (padding_row >= 0) options.padding_idx(padding_row);
   if (options._weight().defined()) {
-    TORCH_CHECK_VALUE(options._weight().sizes() ==
-                          at::IntArrayRef({num_rows, options.embedding_dim()}),
-                      "unit_scaling::nn::Embedding: _weight of shape ", options._weight().sizes(),
-                      " does not match num_embeddings=", num_rows,
-                      ", embedding_dim=", options.embedding_dim());
+    TORCH_CHECK_VALUE(
+        options._weight().sizes() == at::IntArrayRef({num_rows, options.embedding_dim()}),
+        "unit_scaling::nn::Embedding: _weight of shape ", options._weight().sizes(),
+        " does not match num_embeddings=", num_rows, ", embedding_dim=", options.embedding_dim());
     weight = register_parameter("weight", options._weight());
   } else {
     weight = register_parameter("weight", torch::empty({num_rows, options.embedding_dim()}));

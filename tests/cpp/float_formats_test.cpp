@@ -1,12 +1,12 @@
 // The kernels' own float16/bfloat16 conversions against c10::Half / c10::BFloat16.
+#include "kernels/float_formats.h"
+
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
-
-#include "kernels/float_formats.h"
 
 namespace kernels = unit_scaling::kernels;
 
@@ -15,7 +15,8 @@ namespace {
 TEST(FloatFormats, EveryHalfWidensLikeC10) {
   for (uint32_t bits = 0; bits <= 0xFFFF; ++bits) {
     const float ours = kernels::half_to_float(static_cast<uint16_t>(bits));
-    const float reference = static_cast<float>(c10::Half(static_cast<uint16_t>(bits), c10::Half::from_bits()));
+    const float reference =
+        static_cast<float>(c10::Half(static_cast<uint16_t>(bits), c10::Half::from_bits()));
     if (std::isnan(reference)) {
       EXPECT_TRUE(std::isnan(ours)) << bits;
     } else {
