@@ -38,7 +38,7 @@ at::Tensor lookup(const at::Tensor& weight, const at::Tensor& indices) {
                                    weight.stride(1)};
   kernels::gather_rows(weight.element_size(), table,
                        detail::kernel_index_type(indices.scalar_type()), indices.const_data_ptr(),
-                       indices.numel(), out.mutable_data_ptr(), detail::aten_parallel_for);
+                       indices.numel(), out.mutable_data_ptr(), detail::aten_executor());
   return out;
 }
 
@@ -54,7 +54,7 @@ void renorm_referenced_rows(const at::Tensor& weight, const at::Tensor& indices,
     const kernels::MutableMatrix table{weight.data_ptr(), weight.size(0), weight.size(1),
                                        weight.stride(0), weight.stride(1)};
     kernels::renorm_rows(detail::kernel_dtype(weight.scalar_type()), table, rows, max_norm,
-                         norm_type, detail::aten_parallel_for);
+                         norm_type, detail::aten_executor());
   } else {
     at::Tensor target = weight;  // embedding_renorm_ takes a mutable reference
     at::embedding_renorm_(target, indices.reshape({-1}), max_norm, norm_type);
@@ -90,7 +90,7 @@ class ScaledEmbeddingBackward : public torch::autograd::Function<ScaledEmbedding
     kernels::scaled_embedding_backward(
         detail::kernel_dtype(grad.scalar_type()), detail::kernel_index_type(indices.scalar_type()),
         grad.const_data_ptr(), indices.const_data_ptr(), count, num_rows, dim, padding_row, scale,
-        grad_weight.mutable_data_ptr(), detail::aten_parallel_for);
+        grad_weight.mutable_data_ptr(), detail::aten_executor());
     return grad_weight;
   }
 

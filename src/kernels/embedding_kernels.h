@@ -1,6 +1,7 @@
 // Framework-free CPU kernels of unit-scaled embedding, on raw pointers, sizes and strides
 // (counted in elements). The LibTorch glue in src/ validates arguments before calling these;
-// the kernels trust their inputs except where a function says it checks something.
+// the kernels trust their inputs except where a function says it checks something. Each entry
+// point lives in its own file: lookup.cpp, renorm.cpp, backward.cpp.
 #pragma once
 
 #include <cstdint>
@@ -44,12 +45,12 @@ std::vector<int64_t> distinct_rows(IndexType type, const void* indices, int64_t 
 // float32 (float64 for double tables); p = +inf gives the max-abs norm. NaN norms are left
 // alone. Rows are independent, so they run in parallel.
 void renorm_rows(DType dtype, MutableMatrix weight, const std::vector<int64_t>& rows,
-                 double max_norm, double norm_type, const ParallelFor& parallel_for);
+                 double max_norm, double norm_type, const Executor& executor);
 
 // out[p, :] = weight[indices[p], :] for p < count; out is count x weight.cols, contiguous.
 // A pure copy: bytes move unchanged, so only the element size matters.
 void gather_rows(size_t element_bytes, ConstMatrix weight, IndexType type, const void* indices,
-                 int64_t count, void* out, const ParallelFor& parallel_for);
+                 int64_t count, void* out, const Executor& executor);
 
 // Unit-scaled weight gradient, written in full to grad_weight (num_rows x dim, contiguous):
 //   grad_weight[r, :] = round(scale * sum_{p : indices[p] == r, r != padding_idx} grad_out[p, :])
@@ -59,6 +60,6 @@ void gather_rows(size_t element_bytes, ConstMatrix weight, IndexType type, const
 void scaled_embedding_backward(DType dtype, IndexType type, const void* grad_out,
                                const void* indices, int64_t count, int64_t num_rows, int64_t dim,
                                int64_t padding_idx, double scale, void* grad_weight,
-                               const ParallelFor& parallel_for);
+                               const Executor& executor);
 
 }  // namespace unit_scaling::kernels

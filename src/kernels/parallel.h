@@ -1,7 +1,7 @@
 // How kernels run work in parallel without depending on a threading library: the caller hands
-// in a ParallelFor (the LibTorch glue passes at::parallel_for, so torch::set_num_threads
-// governs it). Kernels split work so that every output element is produced by exactly one
-// call of `body`, in a fixed order, which keeps results identical for any thread count.
+// in an Executor (the LibTorch glue wraps at::parallel_for, so torch::set_num_threads governs
+// it). Kernels split work so that every output element is produced by exactly one task, in a
+// fixed order, which keeps results identical for any thread count.
 #pragma once
 
 #include <cstdint>
@@ -18,5 +18,10 @@ using ParallelFor =
 inline void serial_for(int64_t begin, int64_t end, int64_t /*grain*/, const RangeBody& body) {
   if (begin < end) body(begin, end);
 }
+
+struct Executor {
+  ParallelFor parallel_for = serial_for;
+  int num_threads = 1;  // how many workers parallel_for may use at most
+};
 
 }  // namespace unit_scaling::kernels

@@ -1,0 +1,82 @@
+// Element access shared by the kernels (internal to src/kernels): storage types, their
+// accumulation type, and dispatch from the runtime DType / IndexType to templates.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/embedding_kernels.h"
+#include "kernels/float_formats.h"
+
+namespace unit_scaling::kernels::detail {
+
+// Storage of the 16-bit formats: the same bytes as at::Half / at::BFloat16.
+struct Float16 {
+  uint16_t bits;
+};
+struct BFloat16 {
+  uint16_t bits;
+};
+
+// Acc is the accumulation type; load widens a stored element, store rounds once.
+template <typename T>
+struct Element;
+template <>
+struct Element<float> {
+  using Acc = float;
+  static Acc load(float v) { return v; }
+  static float store(Acc v) { return v; }
+};
+template <>
+struct Element<double> {
+  using Acc = double;
+  static Acc load(double v) { return v; }
+  static double store(Acc v) { return v; }
+};
+template <>
+struct Element<Float16> {
+  using Acc = float;
+  static Acc load(Float16 v) { return half_to_float(v.bits); }
+  static Float16 store(Acc v) { return {float_to_half(v)}; }
+};
+template <>
+struct Element<BFloat16> {
+  using Acc = float;
+  static Acc load(BFloat16 v) { return bfloat16_to_float(v.bits); }
+  static BFloat16 store(Acc v) { return {float_to_bfloat16(v)}; }
+};
+
+template <typename T>
+struct Tag {
+  using type = T;
+};
+
+template <typename F>
+decltype(auto) with_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return f(Tag<float>{});
+    case DType::kFloat64:
+      return f(Tag<double>{});
+    case DType::kFloat16:
+      return f(Tag<Float16>{});
+    case DType::kBFloat16:
+      break;
+  }
+  return f(Tag<BFloat16>{});
+}
+
+template <typename F>
+decltype(auto) with_index_type(IndexType type, F&& f) {
+  if (type == IndexType::kInt32) return f(Tag<int32_t>{});
+  return f(Tag<int64_t>{});
+}
+
+// Roughly how many elements one parallel task should touch before splitting pays off.
+constexpr int64_t kElementsPerTask = 32768;
+
+inline int64_t grain_for(int64_t elements_per_item) {
+  const int64_t per_item = elements_per_item > 0 ? elements_per_item : 1;
+  return kElementsPerTask / per_item > 0 ? kElementsPerTask / per_item : 1;
+}
+
+}  // namespace unit_scaling::kernels::detail

@@ -1,0 +1,100 @@
+// Index validation and the forward row gather.
+#include <cstring>
+
+#include "kernels/element.h"
+
+namespace unit_scaling::kernels {
+
+using detail::grain_for;
+using detail::with_dtype;
+using detail::with_index_type;
+
+size_t element_size(DType dtype) {
+  return with_dtype(dtype, [](auto tag) { return sizeof(typename decltype(tag)::type); });
+}
+
+// Blocks of indices are tested branch-free (one unsigned compare catches negatives too), so
+// the common all-valid case vectorises; only a block with a bad index is searched in order.
+int64_t find_first_invalid_index(IndexType type, const void* indices, int64_t count,
+                                 int64_t num_rows) {
+  return with_index_type(type, [&](auto tag) -> int64_t {
+    using Index = typename decltype(tag)::type;
+    const auto* idx = static_cast<const Index*>(indices);
+    const auto limit = static_cast<uint64_t>(num_rows);
+    constexpr int64_t kBlock = 1024;
+    for (int64_t begin = 0; begin < count; begin += kBlock) {
+      const int64_t end = begin + kBlock < count ? begin + kBlock : count;
+      bool any_bad = false;
+      for (int64_t p = begin; p < end; ++p) {
+        any_bad |= static_cast<uint64_t>(static_cast<int64_t>(idx[p])) >= limit;
+      }
+      if (!any_bad) continue;
+      for (int64_t p = begin; p < end; ++p) {
+        if (static_cast<uint64_t>(static_cast<int64_t>(idx[p])) >= limit) return p;
+      }
+    }
+    return -1;
+  });
+}
+
+int64_t index_at(IndexType type, const void* indices, int64_t position) {
+  return with_index_type(type, [&](auto tag) -> int64_t {
+    using Index = typename decltype(tag)::type;
+    return static_cast<const Index*>(indices)[position];
+  });
+}
+
+std::vector<int64_t> distinct_rows(IndexType type, const void* indices, int64_t count,
+                                   int64_t num_rows) {
+  std::vector<uint8_t> present(static_cast<size_t>(num_rows), 0);
+  int64_t distinct = 0;
+  with_index_type(type, [&](auto tag) {
+    using Index = typename decltype(tag)::type;
+    const auto* idx = static_cast<const Index*>(indices);
+    for (int64_t p = 0; p < count; ++p) {
+      uint8_t& seen = present[static_cast<size_t>(idx[p])];
+      distinct += !seen;
+      seen = 1;
+    }
+  });
+  std::vector<int64_t> rows;
+  rows.reserve(static_cast<size_t>(distinct));
+  for (int64_t r = 0; r < num_rows; ++r) {
+    if (present[static_cast<size_t>(r)]) rows.push_back(r);
+  }
+  return rows;
+}
+
+// Memory traffic: reads N rows of D elements (from anywhere in the table) and writes N * D
+// contiguous elements once. Contiguous rows go through memcpy (wide loads and stores); strided
+// rows are copied element by element with the element's own width.
+void gather_rows(size_t element_bytes, ConstMatrix weight, IndexType type, const void* indices,
+                 int64_t count, void* out, const Executor& executor) {
+  const int64_t dim = weight.cols;
+  if (count == 0 || dim == 0) return;
+  const auto* src = static_cast<const char*>(weight.data);
+  auto* dst = static_cast<char*>(out);
+  const auto bytes = static_cast<int64_t>(element_bytes);
+  const int64_t row_bytes = dim * bytes;
+  const int64_t row_stride_bytes = weight.row_stride * bytes;
+  const int64_t col_stride_bytes = weight.col_stride * bytes;
+  with_index_type(type, [&](auto tag) {
+    using Index = typename decltype(tag)::type;
+    const auto* idx = static_cast<const Index*>(indices);
+    executor.parallel_for(0, count, grain_for(dim), [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const char* row = src + static_cast<int64_t>(idx[p]) * row_stride_bytes;
+        char* target = dst + p * row_bytes;
+        if (weight.col_stride == 1) {
+          std::memcpy(target, row, static_cast<size_t>(row_bytes));
+          continue;
+        }
+        for (int64_t c = 0; c < dim; ++c) {
+          std::memcpy(target + c * bytes, row + c * col_stride_bytes, element_bytes);
+        }
+      }
+    });
+  });
+}
+
+}  // namespace unit_scaling::kernels
