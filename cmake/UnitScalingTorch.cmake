@@ -54,12 +54,29 @@ if(NOT DEFINED UNIT_SCALING_TORCH_CXX11_ABI)
     "_GLIBCXX_USE_CXX11_ABI value of the LibTorch build")
 endif()
 
+# ATen's parallel_for is a header template that expands to `#pragma omp parallel` in the
+# caller's code (AT_PARALLEL_OPENMP builds, such as the wheels): without -fopenmp it silently
+# runs on one thread. Compile with OpenMP and link the wheel's own libgomp so that we share
+# LibTorch's thread pool (and torch::set_num_threads governs our kernels too).
+file(STRINGS "${UNIT_SCALING_TORCH_ROOT}/include/ATen/Config.h" _us_parallel_openmp
+  REGEX "#define AT_PARALLEL_OPENMP 1")
+set(_us_torch_compile_options)
+if(_us_parallel_openmp)
+  set(_us_torch_compile_options -fopenmp)
+  if(EXISTS "${UNIT_SCALING_TORCH_ROOT}/lib/libgomp.so.1")
+    list(APPEND _us_torch_libs "${UNIT_SCALING_TORCH_ROOT}/lib/libgomp.so.1")
+  else()
+    list(APPEND _us_torch_libs -fopenmp)
+  endif()
+endif()
+
 if(NOT TARGET UnitScaling::torch)
   add_library(UnitScaling::torch INTERFACE IMPORTED)
   set_target_properties(UnitScaling::torch PROPERTIES
     INTERFACE_INCLUDE_DIRECTORIES
       "${UNIT_SCALING_TORCH_ROOT}/include;${UNIT_SCALING_TORCH_ROOT}/include/torch/csrc/api/include"
     INTERFACE_COMPILE_DEFINITIONS "_GLIBCXX_USE_CXX11_ABI=${UNIT_SCALING_TORCH_CXX11_ABI}"
+    INTERFACE_COMPILE_OPTIONS "${_us_torch_compile_options}"
     INTERFACE_LINK_LIBRARIES "${_us_torch_libs}")
 endif()
 set(UNIT_SCALING_TORCH_LIBRARY_DIR "${UNIT_SCALING_TORCH_ROOT}/lib")

@@ -9,6 +9,7 @@
 
 #include "aten_bridge.h"
 #include "embedding_checks.h"
+#include "huge_page_allocation.h"
 
 namespace unit_scaling {
 namespace {
@@ -33,7 +34,7 @@ at::Tensor lookup(const at::Tensor& weight, const at::Tensor& indices) {
   if (!weight.is_cpu()) {
     return weight.index_select(0, indices.reshape({-1})).view(output_shape(indices, dim));
   }
-  at::Tensor out = at::empty(output_shape(indices, dim), weight.options());
+  at::Tensor out = detail::empty_output(output_shape(indices, dim), weight.options());
   const kernels::ConstMatrix table{weight.const_data_ptr(), weight.size(0), dim, weight.stride(0),
                                    weight.stride(1)};
   kernels::gather_rows(weight.element_size(), table,
@@ -86,7 +87,7 @@ class ScaledEmbeddingBackward : public torch::autograd::Function<ScaledEmbedding
       return sum.mul_(scale).to(grad_out.scalar_type());
     }
     const at::Tensor grad = grad_out.contiguous();
-    at::Tensor grad_weight = at::empty({num_rows, dim}, grad_out.options());
+    at::Tensor grad_weight = detail::empty_output({num_rows, dim}, grad_out.options());
     kernels::scaled_embedding_backward(
         detail::kernel_dtype(grad.scalar_type()), detail::kernel_index_type(indices.scalar_type()),
         grad.const_data_ptr(), indices.const_data_ptr(), count, num_rows, dim, padding_row, scale,

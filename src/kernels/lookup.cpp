@@ -68,6 +68,12 @@ std::vector<int64_t> distinct_rows(IndexType type, const void* indices, int64_t 
 // Memory traffic: reads N rows of D elements (from anywhere in the table) and writes N * D
 // contiguous elements once. Contiguous rows go through memcpy (wide loads and stores); strided
 // rows are copied element by element with the element's own width.
+// Rows are scattered over the table: touching each 4 KiB page of the row a few lookups ahead
+// starts its page walk and first cache line early, so the copy of the current row overlaps
+// that latency (the hardware prefetcher then streams the rest of each page).
+constexpr int64_t kPrefetchDistance = 4;
+constexpr int64_t kPageBytes = 4096;
+
 void gather_rows(size_t element_bytes, ConstMatrix weight, IndexType type, const void* indices,
                  int64_t count, void* out, const Executor& executor) {
   const int64_t dim = weight.cols;
@@ -85,6 +91,13 @@ void gather_rows(size_t element_bytes, ConstMatrix weight, IndexType type, const
       for (int64_t p = begin; p < end; ++p) {
         const char* row = src + static_cast<int64_t>(idx[p]) * row_stride_bytes;
         char* target = dst + p * row_bytes;
+        if (p + kPrefetchDistance < end && weight.col_stride == 1) {
+          const char* ahead =
+              src + static_cast<int64_t>(idx[p + kPrefetchDistance]) * row_stride_bytes;
+          for (int64_t offset = 0; offset < row_bytes; offset += kPageBytes) {
+            __builtin_prefetch(ahead + offset);
+          }
+        }
         if (weight.col_stride == 1) {
           std::memcpy(target, row, static_cast<size_t>(row_bytes));
           continue;
