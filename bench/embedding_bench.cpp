@@ -91,7 +91,7 @@ void run(benchmark::State& state, const Shape& shape, at::ScalarType type, bool 
   if (op != "fwd" && impl == "ours") weight = in.weight.detach().requires_grad_();
   if (op == "bwd" && impl == "ours") out = unit_scaling::functional::embedding(in.indices, weight);
 
-  for (auto _ : state) {
+  const auto body = [&] {
     if (op == "fwd" && impl == "ours") {
       out = unit_scaling::functional::embedding(in.indices, weight);
     } else if (op == "fwd" && impl == "aten") {
@@ -124,7 +124,9 @@ void run(benchmark::State& state, const Shape& shape, at::ScalarType type, bool 
     benchmark::DoNotOptimize(grad_weight.defined() ? grad_weight.data_ptr() : nullptr);
     benchmark::ClobberMemory();
     if (op != "fwd") grad_weight.reset();  // free inside the loop, as training would
-  }
+  };
+  body();  // untimed warm-up: allocator state and caches settle
+  for (auto _ : state) body();
   state.SetBytesProcessed(
       state.iterations() *
       (op == "fwd" ? out_bytes : out_bytes + shape.rows * shape.dim * in.weight.element_size()));
