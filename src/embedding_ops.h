@@ -1,0 +1,25 @@
+// The real (device) implementations behind the unit_scaling::* operators, called below
+// autograd: CPU tensors go to the framework-free kernels, other devices to ATen ops with the
+// same contract. torch_library.cpp registers them; the autograd Functions call the operators.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+namespace unit_scaling::detail {
+
+// Lookup; validates the index values (IndexError) before producing anything.
+at::Tensor embedding_lookup(const at::Tensor& input, const at::Tensor& weight,
+                            std::optional<int64_t> padding_idx);
+
+// Unit-scaled weight gradient (num_weights x D) of the lookup for grad_output.
+at::Tensor embedding_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                              int64_t num_weights, std::optional<int64_t> padding_idx);
+
+// In-place max_norm renormalisation of the rows `input` references; validates every index
+// before writing anything and bumps weight's version counter.
+void embedding_renorm_(const at::Tensor& weight, const at::Tensor& input, double max_norm,
+                       double norm_type);
+
+}  // namespace unit_scaling::detail

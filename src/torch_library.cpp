@@ -1,0 +1,62 @@
+// The unit_scaling operator library: schemas, the device kernels, and the composite `embedding`
+// that validates, renorms and looks up. Autograd and Meta kernels live in
+// embedding_autograd.cpp and scale.cpp. Python reaches all of this as torch.ops.unit_scaling.*.
+//
+// Operators:
+//   embedding(input, weight!, padding_idx?, max_norm?, norm_type, scale_grad_by_freq, sparse)
+//       the public op (CompositeImplicitAutograd): metadata checks, then embedding_renorm_ when
+//       max_norm is set (the only mutation, hence `Tensor(a!) weight`), then embedding_lookup.
+//   embedding_lookup(input, weight, padding_idx?)          functional forward, differentiable
+//   embedding_backward(grad_output, input, num_weights, padding_idx?)  the unit-scaled gradient
+//   embedding_renorm_(weight!, input, max_norm, norm_type) in-place max_norm, not differentiable
+//   scale_fwd(x, scale), scale_bwd(x, scale)               the scaling primitives
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "embedding_checks.h"
+#include "embedding_ops.h"
+#include "operators.h"
+
+namespace unit_scaling::detail {
+namespace {
+
+at::Tensor embedding_composite(const at::Tensor& input, const at::Tensor& weight,
+                               std::optional<c10::SymInt> padding_idx,
+                               std::optional<double> max_norm, double norm_type,
+                               bool scale_grad_by_freq, bool sparse) {
+  std::optional<int64_t> padding;
+  if (padding_idx) padding = padding_idx->guard_int(__FILE__, __LINE__);
+  const int64_t padding_row = check_embedding_arguments(
+      input, weight, {padding, max_norm, norm_type, scale_grad_by_freq, sparse});
+  if (max_norm) renorm_op().call(weight, input, *max_norm, norm_type);
+  std::optional<c10::SymInt> row;
+  if (padding_row >= 0) row = c10::SymInt(padding_row);
+  return lookup_op().call(input, weight, row);
+}
+
+}  // namespace
+}  // namespace unit_scaling::detail
+
+TORCH_LIBRARY(unit_scaling, m) {
+  m.def(
+      "embedding(Tensor input, Tensor(a!) weight, SymInt? padding_idx=None, float? max_norm=None, "
+      "float norm_type=2.0, bool scale_grad_by_freq=False, bool sparse=False) -> Tensor");
+  m.def("embedding_lookup(Tensor input, Tensor weight, SymInt? padding_idx=None) -> Tensor");
+  m.def(
+      "embedding_backward(Tensor grad_output, Tensor input, SymInt num_weights, "
+      "SymInt? padding_idx=None) -> Tensor");
+  m.def(
+      "embedding_renorm_(Tensor(a!) weight, Tensor input, float max_norm, float norm_type) -> ()");
+  m.def("scale_fwd(Tensor x, float scale) -> Tensor");
+  m.def("scale_bwd(Tensor x, float scale) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(unit_scaling, CompositeImplicitAutograd, m) {
+  m.impl("embedding", &unit_scaling::detail::embedding_composite);
+}
+
+TORCH_LIBRARY_IMPL(unit_scaling, CompositeExplicitAutograd, m) {
+  m.impl("embedding_lookup", &unit_scaling::detail::embedding_lookup);
+  m.impl("embedding_backward", &unit_scaling::detail::embedding_backward);
+  m.impl("embedding_renorm_", &unit_scaling::detail::embedding_renorm_);
+}
