@@ -26,6 +26,19 @@ find_path(UNIT_SCALING_TORCH_CMAKE_DIR TorchConfig.cmake
   HINTS ${UNIT_SCALING_TORCH_ROOT_HINT}
   DOC "Folder holding LibTorch's TorchConfig.cmake (torch.utils.cmake_prefix_path/Torch)")
 if(NOT UNIT_SCALING_TORCH_CMAKE_DIR)
+  # A Python build (scikit-build-core, pip) names its interpreter: ask its torch where it is.
+  foreach(_us_python IN ITEMS "${Python_EXECUTABLE}" "${PYTHON_EXECUTABLE}")
+    if(_us_python AND NOT UNIT_SCALING_TORCH_CMAKE_DIR)
+      execute_process(
+        COMMAND "${_us_python}" -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
+        OUTPUT_VARIABLE _us_prefix OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+      if(EXISTS "${_us_prefix}/Torch/TorchConfig.cmake")
+        set(UNIT_SCALING_TORCH_CMAKE_DIR "${_us_prefix}/Torch" CACHE PATH "" FORCE)
+      endif()
+    endif()
+  endforeach()
+endif()
+if(NOT UNIT_SCALING_TORCH_CMAKE_DIR)
   message(FATAL_ERROR
     "LibTorch not found. Pass -DCMAKE_PREFIX_PATH=$(python -c "
     "'import torch.utils; print(torch.utils.cmake_prefix_path)') or run scripts/setup.sh.")

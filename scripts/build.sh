@@ -3,7 +3,8 @@
 # Runs scripts/setup.sh first, so it works on a fresh machine. Extra args go to cmake.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-venv=$("$repo/scripts/setup.sh" | tail -n 1)
+venv=${UNIT_SCALING_VENV_READY:-}
+[ -n "$venv" ] || venv=$("$repo/scripts/setup.sh" | tail -n 1)
 build_dir=${BUILD_DIR:-$repo/build}
 torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
 cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_PREFIX_PATH="$torch_prefix" "$@" >/dev/null

@@ -19,13 +19,13 @@ fi
 
 # The venv is shared by every clone; a stamp holding the requirements' hash makes reuse cheap.
 stamp="$venv/.unit-scaling-requirements.sha256"
-want=$(sha256sum "$repo/requirements.txt" | cut -d' ' -f1)
+want=$(cat "$repo/requirements.txt" "$repo/requirements-test.txt" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: preparing virtualenv $venv" >&2
   python=${PYTHON:-python3}
   [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
-  "$venv/bin/python" -m pip install -q -r "$repo/requirements.txt" >&2
+  "$venv/bin/python" -m pip install -q -r "$repo/requirements.txt" -r "$repo/requirements-test.txt" >&2
   echo "$want" >"$stamp"
 fi
 echo "$venv"

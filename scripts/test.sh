@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: set-up, build, then every test through ctest.
+# The whole test suite, from a fresh machine: set-up, C++ build and ctest (GoogleTest, the
+# downstream find_package project, quickstart, clang-format), then `pip install .` of the Python
+# package into the project's virtualenv and pytest (including the reference-library oracle).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-"$repo/scripts/build.sh"
-cd "${BUILD_DIR:-$repo/build}"
-ctest --output-on-failure -j "${JOBS:-2}"
+venv=$("$repo/scripts/setup.sh" | tail -n 1)
+UNIT_SCALING_VENV_READY=$venv "$repo/scripts/build.sh"
+(cd "${BUILD_DIR:-$repo/build}" && ctest --output-on-failure -j "${JOBS:-2}")
+# --no-build-isolation: build against the venv's pinned torch instead of downloading it again.
+"$venv/bin/python" -m pip install -q --no-build-isolation "$repo"
+cd "$repo"
+"$venv/bin/python" -m pytest -q

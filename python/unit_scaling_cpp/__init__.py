@@ -1,0 +1,14 @@
+"""unit_scaling_cpp: unit-scaled embedding from the unit-scaling-cpp C++ library.
+
+A drop-in for the reference library's ``unit_scaling.functional.embedding`` and
+``unit_scaling.Embedding``: the weight gradient is multiplied by ``sqrt(V / N)``, summed in
+float32 and rounded once; ``max_norm`` renorms the caller's weight in place; errors are atomic.
+The operators are also reachable as ``torch.ops.unit_scaling.*`` (TorchScript, torch.compile).
+"""
+from . import _library  # noqa: F401  (registers torch.ops.unit_scaling)
+from . import functional
+from .functional import scale_bwd, scale_fwd
+from .modules import Embedding
+
+__all__ = ["Embedding", "functional", "scale_bwd", "scale_fwd", "library_path"]
+library_path = _library.path

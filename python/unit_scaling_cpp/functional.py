@@ -1,0 +1,41 @@
+"""Functional forms, with the signatures of ``unit_scaling.functional``."""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import _library  # noqa: F401
+
+__all__ = ["embedding", "scale_fwd", "scale_bwd"]
+
+
+def embedding(
+    input: Tensor,
+    weight: Tensor,
+    padding_idx: Optional[int] = None,
+    max_norm: Optional[float] = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Tensor:
+    """A unit-scaled lookup: ``weight[input]``, with a weight gradient scaled by ``sqrt(V/N)``.
+
+    Same arguments as ``torch.nn.functional.embedding`` (``scale_grad_by_freq`` and ``sparse``
+    are not supported by unit scaling and raise ``ValueError``). Differences from the reference
+    library: ``max_norm`` renormalises ``weight`` in place (as documented), an empty ``input``
+    gives a zero gradient, the gradient is accumulated in float32, and every argument and index
+    is checked before anything is written (``IndexError`` / ``ValueError`` / ``TypeError``).
+    """
+    return torch.ops.unit_scaling.embedding(
+        input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
+    )
+
+
+def scale_fwd(input: Tensor, scale: float) -> Tensor:
+    """Multiplies by ``scale`` in the forward pass only; the gradient passes unchanged."""
+    return torch.ops.unit_scaling.scale_fwd(input, scale)
+
+
+def scale_bwd(input: Tensor, scale: float) -> Tensor:
+    """Identity in the forward pass; multiplies the gradient by ``scale``."""
+    return torch.ops.unit_scaling.scale_bwd(input, scale)

@@ -1,0 +1,60 @@
+"""Module form, matching ``unit_scaling.Embedding``."""
+from typing import Any, Optional
+
+from torch import Tensor, nn
+
+from . import functional as F
+
+__all__ = ["Embedding"]
+
+
+class Embedding(nn.Embedding):
+    """A unit-scaled ``nn.Embedding``: weight ~ N(0, 1), ``padding_idx`` row zeroed at
+    construction, forward through :func:`unit_scaling_cpp.functional.embedding`.
+
+    Constructor arguments and ``from_pretrained`` are those of ``unit_scaling.Embedding`` (and
+    ``torch.nn.Embedding``). ``scale_grad_by_freq`` and ``sparse`` raise ``ValueError`` here,
+    at construction, rather than at the first forward.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: Optional[int] = None,
+        max_norm: Optional[float] = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+        _weight: Optional[Tensor] = None,
+        _freeze: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        for name, value in (("scale_grad_by_freq", scale_grad_by_freq), ("sparse", sparse)):
+            if value:
+                raise ValueError(f"{name}=True is not supported by unit scaling")
+        super().__init__(
+            num_embeddings,
+            embedding_dim,
+            padding_idx=padding_idx,
+            max_norm=max_norm,
+            norm_type=norm_type,
+            scale_grad_by_freq=scale_grad_by_freq,
+            sparse=sparse,
+            _weight=_weight,
+            _freeze=_freeze,
+            device=device,
+            dtype=dtype,
+        )
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.embedding(
+            input,
+            self.weight,
+            self.padding_idx,
+            self.max_norm,
+            self.norm_type,
+            self.scale_grad_by_freq,
+            self.sparse,
+        )

@@ -1,0 +1,71 @@
+"""Where we differ from the reference library on purpose, tested explicitly."""
+import pytest
+import torch
+import unit_scaling.functional as UF
+
+import unit_scaling_cpp as usc
+
+
+def test_max_norm_changes_the_callers_weight():
+    weight = torch.randn(10, 4) * 5
+    indices = torch.tensor([1, 3, 3])
+    ref_weight = weight.clone()
+    UF.embedding(indices, ref_weight, max_norm=1.0)
+    assert torch.equal(ref_weight, weight)  # the reference renorms a temporary copy
+
+    ours = weight.clone()
+    version = ours._version
+    usc.functional.embedding(indices, ours, max_norm=1.0)
+    assert ours._version > version
+    for row in (1, 3):
+        assert ours[row].norm().item() == pytest.approx(1.0, rel=1e-5)
+    assert torch.equal(ours[0], weight[0])
+    # The same rule as torch.embedding_renorm_ on a copy.
+    expected = weight.clone()
+    torch.embedding_renorm_(expected, indices, 1.0, 2.0)
+    torch.testing.assert_close(ours, expected)
+
+
+def test_empty_input_gives_zero_gradient():
+    indices = torch.empty(0, 3, dtype=torch.long)
+    ref_weight = torch.randn(5, 2, requires_grad=True)
+    with pytest.raises(ZeroDivisionError):
+        UF.embedding(indices, ref_weight)
+    weight = torch.randn(5, 2, requires_grad=True)
+    out = usc.functional.embedding(indices, weight)
+    assert out.shape == (0, 3, 2)
+    out.sum().backward()
+    assert torch.equal(weight.grad, torch.zeros(5, 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_gradients_are_closer_to_float64(dtype):
+    rows, dim, n = 1000, 64, 65536
+    ranks = torch.arange(1, rows + 1, dtype=torch.float64)
+    indices = torch.multinomial(ranks.pow(-1.1), n, replacement=True)
+    grad = torch.randn(n, dim).to(dtype)
+    exact = torch.zeros(rows, dim, dtype=torch.float64).index_add_(0, indices, grad.double())
+    exact *= (rows / n) ** 0.5
+
+    def error(g):
+        return ((g.double() - exact).norm() / exact.norm()).item()
+
+    ours_w = torch.zeros(rows, dim, dtype=dtype, requires_grad=True)
+    usc.functional.embedding(indices, ours_w).backward(grad)
+    ref_w = torch.zeros(rows, dim, dtype=dtype, requires_grad=True)
+    UF.embedding(indices, ref_w).backward(grad)
+    rounded = error(exact.to(dtype))
+    assert error(ours_w.grad) <= 1.5 * rounded
+    assert error(ref_w.grad) > 5 * error(ours_w.grad)
+
+
+def test_errors_are_atomic_where_pytorch_is_not():
+    weight = torch.randn(10, 4) * 5
+    indices = torch.tensor([1, 2, 10])
+    torch_weight = weight.clone()
+    with pytest.raises((IndexError, RuntimeError)):
+        torch.nn.functional.embedding(indices, torch_weight, max_norm=1.0)
+    ours = weight.clone()
+    with pytest.raises(IndexError):
+        usc.functional.embedding(indices, ours, max_norm=1.0)
+    assert torch.equal(ours, weight)
