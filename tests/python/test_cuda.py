@@ -14,7 +14,7 @@ def test_cuda_matches_cpu(dtype):
     grad = torch.randn(16, 64, 32).to(dtype)
     results = []
     for device in ("cpu", "cuda"):
-        w = weight.to(device).requires_grad_()
+        w = weight.detach().clone().to(device).requires_grad_()
         out = usc.functional.embedding(tokens.to(device), w, padding_idx=3)
         out.backward(grad.to(device))
         results.append((out.cpu(), w.grad.cpu()))
