@@ -10,4 +10,4 @@ UNIT_SCALING_VENV_READY=$venv "$repo/scripts/build.sh"
 # --no-build-isolation: build against the venv's pinned torch instead of downloading it again.
 "$venv/bin/python" -m pip install -q --no-build-isolation "$repo"
 cd "$repo"
-"$venv/bin/python" -m pytest -q
+UNIT_SCALING_REPORT="${BUILD_DIR:-$repo/build}/tools/unit-scaling-report" "$venv/bin/python" -m pytest -q

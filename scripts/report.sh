@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Main job: build and run unit-scaling-report. With no arguments it runs the built-in default
+# (GPT-2 shape, 8x1024 Zipf(1.1) tokens, float32) and writes report/ (CSV + PNG/SVG figures).
+# Arguments go to the tool (`scripts/report.sh --help`).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+"$repo/scripts/build.sh" >&2
+exec "${BUILD_DIR:-$repo/build}/tools/unit-scaling-report" "$@"

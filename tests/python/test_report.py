@@ -1,0 +1,138 @@
+"""The unit-scaling-report binary: outputs, figures, token files and bad arguments."""
+import csv
+import math
+import os
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("UNIT_SCALING_REPORT",
+                             REPO / "build" / "tools" / "unit-scaling-report"))
+SMALL = ["--vocab", "4096", "--dim", "32", "--tokens", "4x256", "--dist", "uniform"]
+
+
+def run(*args, timeout=300):
+    assert BINARY.exists(), f"build the project first: {BINARY} is missing"
+    return subprocess.run([str(BINARY), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def read_csv(folder):
+    with open(folder / "report.csv", newline="") as f:
+        return {(r["section"], r["item"], r["variant"]): r["value"] for r in csv.DictReader(f)}
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_small_run_writes_csv_and_figures(tmp_path):
+    out = tmp_path / "report"
+    result = run(*SMALL, "--seed", "3", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "scale sqrt(V/N) = 2.0000" in result.stdout
+    rows = read_csv(out)
+    n, v = 1024, 4096
+    assert abs(float(rows[("summary", "grad_std", "unit_scaled")]) - 1) < 0.1
+    plain = float(rows[("summary", "grad_std", "plain")])
+    assert abs(plain / math.sqrt(n / v) - 1) < 0.1
+    assert float(rows[("summary", "scale", "")]) == pytest.approx(2.0)
+    for fmt in ("float16", "bfloat16", "e4m3", "e5m2"):
+        for item in ("flush_to_zero", "subnormal", "saturated", "relative_error"):
+            assert 0 <= float(rows[(f"format:{fmt}", item, "unit_scaled")]) <= 1
+    sweep = [(int(s.split(":")[1]), float(val)) for (s, item, var), val in rows.items()
+             if s.startswith("sweep:") and var == "unit_scaled"]
+    assert [k for k, _ in sorted(sweep)] == [2 ** e for e in range(8, 21)]
+    assert all(abs(std - 1) < 0.1 for _, std in sweep)
+    for name in ("histogram", "sweep"):
+        assert png_size(out / f"{name}.png") == (1000, 600)
+        assert "<svg" in (out / f"{name}.svg").read_text()[:500]
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_no_plots_writes_only_the_csv(tmp_path):
+    out = tmp_path / "r"
+    result = run(*SMALL, "--no-plots", "--formats", "e4m3", "--padding-idx", "-1", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["report.csv"]
+    rows = read_csv(out)
+    assert ("format:e4m3", "saturated", "plain") in rows
+    assert ("format:float16", "saturated", "plain") not in rows
+
+
+def test_help():
+    result = run("--help")
+    assert result.returncode == 0
+    for option in ("--vocab", "--dim", "--tokens", "--dist", "--dtype", "--padding-idx", "--seed",
+                   "--threads", "--formats", "--out", "--no-plots", "--token-type"):
+        assert option in result.stdout
+
+
+def write_tokens(path, tokens, kind):
+    if kind == "uint16":
+        path.write_bytes(struct.pack(f"<{len(tokens)}H", *tokens))
+    elif kind == "int32":
+        path.write_bytes(struct.pack(f"<{len(tokens)}i", *tokens))
+    else:  # llm.c shard: 256 int32 header (magic, version, count), then uint16 tokens
+        header = [20240520, 1, len(tokens)] + [0] * 253
+        path.write_bytes(struct.pack("<256i", *header) + struct.pack(f"<{len(tokens)}H", *tokens))
+
+
+@pytest.mark.parametrize("kind", ["uint16", "llmc", "int32"])
+def test_token_files(tmp_path, kind):
+    tokens = [(i * 37) % 1000 for i in range(200)]
+    path = tmp_path / f"tokens.{kind}"
+    write_tokens(path, tokens, kind)
+    extra = ["--token-type", "int32"] if kind == "int32" else []
+    out = tmp_path / "out"
+    result = run("--vocab", "1000", "--dim", "16", "--tokens", "2x64", "--dist", f"file:{path}",
+                 *extra, "--no-plots", "--out", out)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)
+    # The rows that received gradient are exactly the distinct tokens among the first 128.
+    assert float(rows[("summary", "rows_with_gradient", "")]) == len(set(tokens[:128]))
+
+
+BAD = [
+    (["--bogus"], "unknown option"),
+    (["--vocab", "0"], "--vocab"),
+    (["--dim", "abc"], "--dim"),
+    (["--tokens", "8x0"], "--tokens"),
+    (["--tokens", "8"], "--tokens"),
+    (["--dist", "file:/nonexistent/tokens.bin"], "cannot read"),
+    (["--formats", "e4m3,fp4"], "fp4"),
+    (["--dist", "zipf:abc"], "--dist"),
+    (["--padding-idx", "50257"], "--padding-idx"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD)
+def test_bad_arguments_exit_2_and_write_nothing(tmp_path, args, needle):
+    out = tmp_path / "out"
+    result = run(*args, "--out", out)
+    assert result.returncode == 2
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_bad_token_file_contents(tmp_path):
+    out = tmp_path / "out"
+    big = tmp_path / "big.bin"
+    write_tokens(big, [1, 2, 3, 60000, 4, 5, 6, 7], "uint16")
+    result = run("--vocab", "1000", "--tokens", "2x4", "--dist", f"file:{big}", "--out", out)
+    assert result.returncode == 2
+    assert "token 60000 at position 3" in result.stderr
+    short = tmp_path / "short.bin"
+    write_tokens(short, [1, 2, 3], "uint16")
+    result = run("--vocab", "1000", "--tokens", "2x4", "--dist", f"file:{short}", "--out", out)
+    assert result.returncode == 2 and "fewer" in result.stderr
+    result = run("--vocab", "1000", "--tokens", "2x4", "--dist", f"file:{tmp_path}", "--out", out)
+    assert result.returncode == 2
+    assert not out.exists()

@@ -1,0 +1,303 @@
+// unit-scaling-report: where plain and unit-scaled embedding gradients land in FP16, BF16 and
+// FP8, for a configuration and token stream of the user's (README: "Main job").
+#include <ATen/ATen.h>
+#include <sys/stat.h>
+#include <torch/torch.h>
+#include <unistd.h>
+#include <unit_scaling/functional.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "report/format_stats.h"
+#include "report/options.h"
+#include "report/plots.h"
+#include "report/tokens.h"
+
+using namespace unit_scaling::report;
+
+namespace {
+
+// Every number printed also goes to report.csv as section,item,variant,value.
+class Results {
+ public:
+  void add(const std::string& section, const std::string& item, const std::string& variant,
+           double value) {
+    std::ostringstream text;
+    text << std::setprecision(10) << value;
+    rows_.push_back(section + "," + item + "," + variant + "," + text.str());
+  }
+  void add_text(const std::string& section, const std::string& item, const std::string& value) {
+    rows_.push_back(section + "," + item + ",," + value);
+  }
+  void write(const std::string& path) const {
+    std::ofstream out(path);
+    out << "section,item,variant,value\n";
+    for (const auto& row : rows_) out << row << '\n';
+    if (!out) throw std::runtime_error("cannot write " + path);
+  }
+
+ private:
+  std::vector<std::string> rows_;
+};
+
+at::ScalarType dtype_of(const std::string& name) {
+  if (name == "float64") return at::kDouble;
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  return at::kFloat;
+}
+
+double rms(const at::Tensor& x) { return x.to(at::kDouble).square().mean().sqrt().item<double>(); }
+double stddev(const at::Tensor& x) { return x.to(at::kDouble).std().item<double>(); }
+
+struct Gradients {
+  at::Tensor plain, unit_scaled, output;
+};
+
+// Plain: ATen's embedding and dense backward. Unit-scaled: our op, through autograd.
+Gradients run_both(const at::Tensor& tokens, const at::Tensor& weight, const at::Tensor& grad_out,
+                   std::optional<int64_t> padding_idx) {
+  const int64_t padding = padding_idx ? (*padding_idx + weight.size(0)) % weight.size(0) : -1;
+  Gradients g;
+  g.plain = at::embedding_dense_backward(grad_out, tokens, weight.size(0), padding, false);
+  auto w = weight.detach().clone().requires_grad_();
+  g.output = unit_scaling::functional::embedding(tokens, w, padding_idx);
+  g.output.backward(grad_out);
+  g.unit_scaled = w.grad();
+  return g;
+}
+
+void progress(int done, int total) {
+  if (!isatty(STDERR_FILENO)) return;
+  const int width = 30;
+  const int filled = width * done / total;
+  std::cerr << "\rsweep [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] "
+            << done << "/" << total << (done == total ? "\n" : "") << std::flush;
+}
+
+std::string fixed(double value, int precision = 4) {
+  std::ostringstream text;
+  text << std::fixed << std::setprecision(precision) << value;
+  return text.str();
+}
+
+// POSIX rather than std::filesystem: libtorch.so exports an incompatible copy of the latter.
+bool is_directory(const std::string& path) {
+  struct stat info;
+  return stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+bool exists(const std::string& path) {
+  struct stat info;
+  return stat(path.c_str(), &info) == 0;
+}
+void make_directories(const std::string& path) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    const std::string prefix = path.substr(0, slash);
+    if (!prefix.empty() && !is_directory(prefix) && mkdir(prefix.c_str(), 0755) != 0) {
+      throw std::runtime_error("cannot create folder " + prefix);
+    }
+    if (slash == std::string::npos) break;
+  }
+}
+
+std::string percent(double fraction) { return fixed(100 * fraction, 3) + "%"; }
+
+int run(const Options& options) {
+  if (options.plots && !gnuplot_available()) {
+    throw UsageError(
+        "gnuplot (with the pngcairo terminal) not found: install gnuplot-nox or pass --no-plots");
+  }
+  const std::string out_dir = options.out;
+  if (exists(out_dir) && !is_directory(out_dir)) {
+    throw UsageError("--out: '" + options.out + "' exists and is not a folder");
+  }
+  torch::manual_seed(options.seed);
+  if (options.threads) torch::set_num_threads(*options.threads);
+  const at::Tensor tokens = main_tokens(options);  // may reject the file: still nothing written
+  const at::ScalarType dtype = dtype_of(options.dtype);
+  const int64_t n = options.tokens();
+  const double scale = std::sqrt(static_cast<double>(options.vocab) / static_cast<double>(n));
+
+  Results results;
+  results.add_text("config", "vocab", std::to_string(options.vocab));
+  results.add_text("config", "dim", std::to_string(options.dim));
+  results.add_text("config", "tokens",
+                   std::to_string(options.batch) + "x" + std::to_string(options.sequence));
+  results.add_text("config", "dist", options.distribution_name());
+  results.add_text("config", "dtype", options.dtype);
+  results.add_text("config", "seed", std::to_string(options.seed));
+  results.add_text("config", "threads", std::to_string(torch::get_num_threads()));
+  results.add_text("config", "padding_idx",
+                   options.padding_idx ? std::to_string(*options.padding_idx) : "none");
+
+  std::cout << "unit-scaling-report: V=" << options.vocab << " D=" << options.dim
+            << " tokens=" << options.batch << "x" << options.sequence << " (N=" << n
+            << ") dist=" << options.distribution_name() << " dtype=" << options.dtype
+            << " seed=" << options.seed << " threads=" << torch::get_num_threads() << "\n"
+            << "scale sqrt(V/N) = " << fixed(scale) << "\n\n";
+  results.add("summary", "scale", "", scale);
+
+  const at::Tensor weight = at::randn({options.vocab, options.dim}).to(dtype);
+  const at::Tensor grad_out = at::randn({options.batch, options.sequence, options.dim}).to(dtype);
+  const Gradients g = run_both(tokens, weight, grad_out, options.padding_idx);
+
+  // Per-row RMS over the rows that received gradient (padding excluded).
+  at::Tensor uses = at::bincount(tokens.reshape({-1}), {}, options.vocab);
+  if (options.padding_idx) uses[(*options.padding_idx + options.vocab) % options.vocab] = 0;
+  const at::Tensor used = uses.gt(0);
+  const auto row_rms_quantiles = [&](const at::Tensor& grad) {
+    const at::Tensor rows = grad.to(at::kDouble).index({used}).square().mean(1).sqrt();
+    return at::quantile(rows, at::tensor({0.01, 0.5, 0.99}, at::kDouble));
+  };
+  const at::Tensor plain_q = row_rms_quantiles(g.plain);
+  const at::Tensor unit_q = row_rms_quantiles(g.unit_scaled);
+
+  struct Line {
+    std::string label, item;
+    double plain, unit;
+  };
+  const std::vector<Line> lines{
+      {"output rms", "output_rms", rms(g.output), rms(g.output)},
+      {"output std", "output_std", stddev(g.output), stddev(g.output)},
+      {"weight-grad rms", "grad_rms", rms(g.plain), rms(g.unit_scaled)},
+      {"weight-grad std", "grad_std", stddev(g.plain), stddev(g.unit_scaled)},
+      {"row rms, median (used rows)", "row_rms_median", plain_q[1].item<double>(),
+       unit_q[1].item<double>()},
+      {"row rms, 1st percentile", "row_rms_p01", plain_q[0].item<double>(),
+       unit_q[0].item<double>()},
+      {"row rms, 99th percentile", "row_rms_p99", plain_q[2].item<double>(),
+       unit_q[2].item<double>()},
+  };
+  std::cout << std::left << std::setw(30) << "" << std::setw(16) << "plain (ATen)"
+            << "unit-scaled\n";
+  for (const auto& line : lines) {
+    std::cout << std::setw(30) << line.label << std::setw(16) << fixed(line.plain)
+              << fixed(line.unit) << "\n";
+    results.add("summary", line.item, "plain", line.plain);
+    results.add("summary", line.item, "unit_scaled", line.unit);
+  }
+  std::cout << "rows that received gradient: " << used.sum().item<int64_t>() << " of "
+            << options.vocab << "\n\n";
+  results.add("summary", "rows_with_gradient", "", static_cast<double>(used.sum().item<int64_t>()));
+
+  std::cout << std::setw(10) << "format" << std::setw(14) << "gradient" << std::setw(17)
+            << "flush to zero" << std::setw(12) << "subnormal" << std::setw(12) << "saturated"
+            << "relative error\n";
+  std::vector<FormatBand> bands;
+  for (const auto& name : options.formats) {
+    const FloatFormat& format = float_format(name);
+    bands.push_back({name, std::log2(format.min_subnormal), std::log2(format.min_normal),
+                     std::log2(format.max)});
+    for (const auto& [variant, grad] :
+         {std::pair<std::string, at::Tensor>{"plain", g.plain}, {"unit_scaled", g.unit_scaled}}) {
+      const FormatStats stats = format_stats(grad, format);
+      std::cout << std::setw(10) << name << std::setw(14) << variant << std::setw(17)
+                << percent(stats.flush_to_zero) << std::setw(12) << percent(stats.subnormal)
+                << std::setw(12) << percent(stats.saturated) << fixed(stats.relative_error, 6)
+                << "\n";
+      const std::string section = "format:" + name;
+      results.add(section, "flush_to_zero", variant, stats.flush_to_zero);
+      results.add(section, "subnormal", variant, stats.subnormal);
+      results.add(section, "saturated", variant, stats.saturated);
+      results.add(section, "relative_error", variant, stats.relative_error);
+    }
+  }
+
+  // Sweep: N = 2^8 .. 2^20. The std does not depend on D, so 64 columns keep it light.
+  const int64_t sweep_dim = std::min<int64_t>(options.dim, 64);
+  std::vector<double> sweep_n, sweep_plain, sweep_unit;
+  std::cout << "\nsweep (D=" << sweep_dim << "): weight-grad std\n"
+            << std::setw(12) << "N" << std::setw(16) << "plain (ATen)" << std::setw(14)
+            << "unit-scaled"
+            << "sqrt(N/V)\n";
+  const at::Tensor sweep_weight = at::randn({options.vocab, sweep_dim}).to(dtype);
+  const int steps = 13;
+  for (int step = 0; step < steps; ++step) {
+    progress(step, steps);
+    const int64_t count = int64_t{1} << (8 + step);
+    const at::Tensor t = sweep_tokens(options, count, tokens);
+    const Gradients s =
+        run_both(t, sweep_weight, at::randn({count, sweep_dim}).to(dtype), options.padding_idx);
+    sweep_n.push_back(static_cast<double>(count));
+    sweep_plain.push_back(stddev(s.plain));
+    sweep_unit.push_back(stddev(s.unit_scaled));
+    results.add("sweep:" + std::to_string(count), "grad_std", "plain", sweep_plain.back());
+    results.add("sweep:" + std::to_string(count), "grad_std", "unit_scaled", sweep_unit.back());
+  }
+  progress(steps, steps);
+  for (size_t i = 0; i < sweep_n.size(); ++i) {
+    std::cout << std::setw(12) << static_cast<int64_t>(sweep_n[i]) << std::setw(16)
+              << fixed(sweep_plain[i]) << std::setw(14) << fixed(sweep_unit[i])
+              << fixed(std::sqrt(sweep_n[i] / options.vocab)) << "\n";
+  }
+
+  // Outputs: written under temporary names, renamed once everything succeeded.
+  make_directories(out_dir);
+  std::vector<std::pair<std::string, std::string>> pending;
+  const auto temporary = [&](const std::string& name) {
+    const std::string final_path = out_dir + "/" + name;
+    const std::string temp_path = out_dir + "/." + name + ".tmp";
+    pending.emplace_back(temp_path, final_path);
+    return temp_path;
+  };
+  try {
+    results.write(temporary("report.csv"));
+    if (options.plots) {
+      const auto log2_abs = [](const at::Tensor& grad) {
+        const at::Tensor x = grad.to(at::kDouble).reshape({-1});
+        return x.masked_select(x.ne(0)).abs().log2();
+      };
+      const at::Tensor lp = log2_abs(g.plain), lu = log2_abs(g.unit_scaled);
+      const double lo = std::floor(std::min(lp.min().item<double>(), lu.min().item<double>()));
+      const double hi = std::ceil(std::max(lp.max().item<double>(), lu.max().item<double>()));
+      const int64_t bins = std::max<int64_t>(1, static_cast<int64_t>((hi - lo) * 4));
+      const auto fractions = [&](const at::Tensor& values) {
+        const at::Tensor h = at::histc(values, bins, lo, hi) / static_cast<double>(values.numel());
+        return std::vector<double>(h.data_ptr<double>(), h.data_ptr<double>() + bins);
+      };
+      std::vector<double> centers;
+      for (int64_t b = 0; b < bins; ++b) centers.push_back(lo + (b + 0.5) * (hi - lo) / bins);
+      plot_histogram(temporary("histogram.png"), temporary("histogram.svg"), centers, fractions(lp),
+                     fractions(lu), bands, std::min(lo, -26.0), std::max(hi, 18.0));
+      plot_sweep(temporary("sweep.png"), temporary("sweep.svg"), sweep_n, sweep_plain, sweep_unit,
+                 static_cast<double>(options.vocab));
+    }
+  } catch (...) {
+    for (const auto& [temp_path, final_path] : pending) std::remove(temp_path.c_str());
+    throw;
+  }
+  for (const auto& [temp_path, final_path] : pending) {
+    if (std::rename(temp_path.c_str(), final_path.c_str()) != 0) {
+      throw std::runtime_error("cannot rename " + temp_path);
+    }
+  }
+  std::cout << "\nwrote " << out_dir << "/report.csv"
+            << (options.plots ? ", histogram.{png,svg}, sweep.{png,svg}" : "") << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options options = parse_options(std::vector<std::string>(argv + 1, argv + argc));
+    if (options.help) {
+      std::cout << usage();
+      return 0;
+    }
+    return run(options);
+  } catch (const UsageError& error) {
+    std::cerr << "unit-scaling-report: " << error.what() << "\n";
+    return 2;
+  } catch (const std::exception& error) {
+    std::string message = error.what();
+    message = message.substr(0, message.find('\n'));
+    std::cerr << "unit-scaling-report: error: " << message << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,196 @@
+#include "report/options.h"
+
+#include <cmath>
+#include <sstream>
+
+namespace unit_scaling::report {
+namespace {
+
+const std::vector<std::string> kKnownFormats{"float16", "bfloat16", "e4m3", "e5m2"};
+const std::vector<std::string> kKnownDtypes{"float32", "float64", "bfloat16", "float16"};
+
+int64_t parse_integer(const std::string& option, const std::string& text) {
+  size_t used = 0;
+  int64_t value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size()) {
+    throw UsageError(option + ": expected an integer, got '" + text + "'");
+  }
+  return value;
+}
+
+int64_t parse_positive(const std::string& option, const std::string& text) {
+  const int64_t value = parse_integer(option, text);
+  if (value <= 0) throw UsageError(option + ": must be > 0, got " + text);
+  return value;
+}
+
+double parse_number(const std::string& option, const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(value)) {
+    throw UsageError(option + ": expected a number, got '" + text + "'");
+  }
+  return value;
+}
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  std::stringstream stream(text);
+  std::string part;
+  while (std::getline(stream, part, separator)) parts.push_back(part);
+  return parts;
+}
+
+bool contains(const std::vector<std::string>& list, const std::string& item) {
+  for (const auto& entry : list) {
+    if (entry == item) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string Options::distribution_name() const {
+  switch (distribution) {
+    case Distribution::kUniform:
+      return "uniform";
+    case Distribution::kZipf: {
+      std::ostringstream name;
+      name << "zipf:" << zipf_exponent;
+      return name.str();
+    }
+    case Distribution::kFile:
+      break;
+  }
+  return "file:" + token_file;
+}
+
+Options parse_options(const std::vector<std::string>& args) {
+  Options options;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& option = args[i];
+    if (option == "--help" || option == "-h") {
+      options.help = true;
+      continue;
+    }
+    if (option == "--no-plots") {
+      options.plots = false;
+      continue;
+    }
+    const bool takes_value = option == "--vocab" || option == "--dim" || option == "--tokens" ||
+                             option == "--dist" || option == "--dtype" ||
+                             option == "--padding-idx" || option == "--seed" ||
+                             option == "--threads" || option == "--formats" || option == "--out" ||
+                             option == "--token-type";
+    if (!takes_value) throw UsageError("unknown option '" + option + "' (see --help)");
+    if (i + 1 >= args.size()) throw UsageError(option + ": missing value");
+    const std::string& value = args[++i];
+    if (option == "--vocab") {
+      options.vocab = parse_positive(option, value);
+    } else if (option == "--dim") {
+      options.dim = parse_positive(option, value);
+    } else if (option == "--tokens") {
+      const auto parts = split(value, 'x');
+      if (parts.size() != 2)
+        throw UsageError("--tokens: expected BxT (e.g. 8x1024), got '" + value + "'");
+      options.batch = parse_positive(option, parts[0]);
+      options.sequence = parse_positive(option, parts[1]);
+    } else if (option == "--dist") {
+      if (value == "uniform") {
+        options.distribution = Distribution::kUniform;
+      } else if (value.rfind("zipf:", 0) == 0) {
+        options.distribution = Distribution::kZipf;
+        options.zipf_exponent = parse_number(option, value.substr(5));
+        if (options.zipf_exponent <= 0)
+          throw UsageError("--dist: zipf exponent must be > 0, got " + value.substr(5));
+      } else if (value.rfind("file:", 0) == 0 && value.size() > 5) {
+        options.distribution = Distribution::kFile;
+        options.token_file = value.substr(5);
+      } else {
+        throw UsageError("--dist: expected uniform, zipf:S or file:PATH, got '" + value + "'");
+      }
+    } else if (option == "--token-type") {
+      if (value == "uint16") {
+        options.token_type = TokenType::kUint16;
+      } else if (value == "int32") {
+        options.token_type = TokenType::kInt32;
+      } else {
+        throw UsageError("--token-type: expected uint16 or int32, got '" + value + "'");
+      }
+    } else if (option == "--dtype") {
+      if (!contains(kKnownDtypes, value)) {
+        throw UsageError("--dtype: expected float32, float64, bfloat16 or float16, got '" + value +
+                         "'");
+      }
+      options.dtype = value;
+    } else if (option == "--padding-idx") {
+      options.padding_idx = parse_integer(option, value);
+    } else if (option == "--seed") {
+      const int64_t seed = parse_integer(option, value);
+      if (seed < 0) throw UsageError("--seed: must be >= 0, got " + value);
+      options.seed = static_cast<uint64_t>(seed);
+    } else if (option == "--threads") {
+      options.threads = static_cast<int>(parse_positive(option, value));
+    } else if (option == "--formats") {
+      options.formats = split(value, ',');
+      if (options.formats.empty()) throw UsageError("--formats: empty list");
+      for (const auto& format : options.formats) {
+        if (!contains(kKnownFormats, format)) {
+          throw UsageError("--formats: unknown format '" + format +
+                           "' (known: float16, bfloat16, e4m3, e5m2)");
+        }
+      }
+    } else if (option == "--out") {
+      if (value.empty()) throw UsageError("--out: empty path");
+      options.out = value;
+    }
+  }
+  if (options.padding_idx &&
+      (*options.padding_idx < -options.vocab || *options.padding_idx >= options.vocab)) {
+    throw UsageError("--padding-idx: " + std::to_string(*options.padding_idx) +
+                     " is outside [-vocab, vocab) = [" + std::to_string(-options.vocab) + ", " +
+                     std::to_string(options.vocab) + ")");
+  }
+  if (options.token_type != TokenType::kAuto && options.distribution != Distribution::kFile) {
+    throw UsageError("--token-type: only meaningful with --dist file:PATH");
+  }
+  return options;
+}
+
+std::string usage() {
+  return R"(usage: unit-scaling-report [options]
+
+Shows where embedding weight gradients land in FP16, BF16 and FP8, for plain embedding (ATen)
+and unit-scaled embedding (unit-scaling-cpp). With no options: GPT-2 shape, 8x1024 Zipf(1.1)
+tokens, float32.
+
+  --vocab V             table rows (default 50257)
+  --dim D               embedding width (default 768)
+  --tokens BxT          batch x sequence tokens (default 8x1024)
+  --dist KIND           uniform | zipf:S (default zipf:1.1) | file:PATH
+  --token-type TYPE     for file: uint16 (raw, nanoGPT .bin) or int32 (raw); default: llm.c
+                        shard if the file has its header, else raw uint16
+  --dtype TYPE          float32 (default), float64, bfloat16, float16
+  --padding-idx I       padding row, in [-V, V)
+  --seed S              random seed (default 0)
+  --threads N           intra-op threads (default: PyTorch's)
+  --formats LIST        comma list of float16,bfloat16,e4m3,e5m2 (default: all)
+  --out DIR             output folder for report.csv and figures (default report/)
+  --no-plots            skip the figures (no gnuplot needed)
+  --help                this text
+
+Bad arguments print one line and exit with status 2, writing nothing.
+)";
+}
+
+}  // namespace unit_scaling::report

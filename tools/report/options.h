@@ -1,0 +1,48 @@
+// Command-line options of unit-scaling-report. Parsing only checks syntax and ranges; nothing is
+// read or written here, so a bad command line leaves no trace.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace unit_scaling::report {
+
+// A bad command line: the message is printed as one line and the tool exits with status 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class Distribution { kUniform, kZipf, kFile };
+enum class TokenType { kAuto, kUint16, kInt32 };
+
+struct Options {
+  int64_t vocab = 50257;
+  int64_t dim = 768;
+  int64_t batch = 8;
+  int64_t sequence = 1024;
+  Distribution distribution = Distribution::kZipf;
+  double zipf_exponent = 1.1;
+  std::string token_file;
+  TokenType token_type = TokenType::kAuto;
+  std::string dtype = "float32";
+  std::optional<int64_t> padding_idx;
+  uint64_t seed = 0;
+  std::optional<int> threads;
+  std::vector<std::string> formats{"float16", "bfloat16", "e4m3", "e5m2"};
+  std::string out = "report";
+  bool plots = true;
+  bool help = false;
+
+  int64_t tokens() const { return batch * sequence; }
+  std::string distribution_name() const;
+};
+
+// Parses argv (without argv[0]); throws UsageError with a one-line message.
+Options parse_options(const std::vector<std::string>& args);
+
+std::string usage();
+
+}  // namespace unit_scaling::report

@@ -1,0 +1,32 @@
+// The report's figures, drawn by gnuplot (Debian's gnuplot-nox), each as PNG (1000 x 600 px)
+// and SVG. Data and scripts go to a scratch folder; the images to the paths given.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace unit_scaling::report {
+
+// A format's ranges on a log2 axis: subnormal [log2 min_subnormal, log2 min_normal), normal
+// [log2 min_normal, log2 max].
+struct FormatBand {
+  std::string name;
+  double subnormal_from, normal_from, normal_to;
+};
+
+// True when a gnuplot with the pngcairo and svg terminals can be run.
+bool gnuplot_available();
+
+// Histogram of log2|gradient| (fraction of non-zero entries per bin) for both gradients, with
+// each format's subnormal and normal ranges shaded as strips along the top.
+void plot_histogram(const std::string& png, const std::string& svg,
+                    const std::vector<double>& bin_centers, const std::vector<double>& plain,
+                    const std::vector<double>& unit_scaled, const std::vector<FormatBand>& bands,
+                    double x_from, double x_to);
+
+// Gradient std against tokens N on log-log axes, with the sqrt(N / V) law for reference.
+void plot_sweep(const std::string& png, const std::string& svg, const std::vector<double>& tokens,
+                const std::vector<double>& plain_std, const std::vector<double>& unit_std,
+                double vocab);
+
+}  // namespace unit_scaling::report
