@@ -73,10 +73,11 @@ endif()
 # LibTorch's thread pool (and torch::set_num_threads governs our kernels too).
 file(STRINGS "${UNIT_SCALING_TORCH_ROOT}/include/ATen/Config.h" _us_parallel_openmp
   REGEX "#define AT_PARALLEL_OPENMP 1")
+# (clang, used for the sanitizer/fuzzer build, has its own OpenMP ABI: it links libomp.)
 set(_us_torch_compile_options)
 if(_us_parallel_openmp)
   set(_us_torch_compile_options -fopenmp)
-  if(EXISTS "${UNIT_SCALING_TORCH_ROOT}/lib/libgomp.so.1")
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND EXISTS "${UNIT_SCALING_TORCH_ROOT}/lib/libgomp.so.1")
     list(APPEND _us_torch_libs "${UNIT_SCALING_TORCH_ROOT}/lib/libgomp.so.1")
   else()
     list(APPEND _us_torch_libs -fopenmp)
