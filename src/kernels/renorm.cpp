@@ -35,6 +35,7 @@ typename Element<T>::Acc row_norm(const T* row, int64_t cols, int64_t col_stride
 // Memory traffic: each distinct referenced row is read once and, if too long, written once.
 void renorm_rows(DType dtype, MutableMatrix weight, const std::vector<int64_t>& rows,
                  double max_norm, double norm_type, const Executor& executor) {
+  if (rows.empty() || weight.cols == 0) return;  // zero-width rows have norm 0 (and may be null)
   detail::with_dtype(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using Acc = typename Element<T>::Acc;

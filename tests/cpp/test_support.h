@@ -72,7 +72,8 @@ inline bool bitwise_equal(const at::Tensor& a, const at::Tensor& b) {
   if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
   const at::Tensor ca = a.contiguous();
   const at::Tensor cb = b.contiguous();
-  return std::memcmp(ca.const_data_ptr(), cb.const_data_ptr(), ca.nbytes()) == 0;
+  return ca.nbytes() == 0 ||
+         std::memcmp(ca.const_data_ptr(), cb.const_data_ptr(), ca.nbytes()) == 0;
 }
 
 // Unit roundoff of a floating dtype.

@@ -25,7 +25,8 @@ void require(bool condition, const char* what) {
 bool same_bytes(const at::Tensor& a, const at::Tensor& b) {
   const at::Tensor ca = a.contiguous(), cb = b.contiguous();
   return ca.sizes() == cb.sizes() && ca.scalar_type() == cb.scalar_type() &&
-         std::memcmp(ca.const_data_ptr(), cb.const_data_ptr(), ca.nbytes()) == 0;
+         (ca.nbytes() == 0 ||
+          std::memcmp(ca.const_data_ptr(), cb.const_data_ptr(), ca.nbytes()) == 0);
 }
 
 // Equal values, NaN matching NaN.
@@ -71,6 +72,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
         pick(data, {nan, inf, -inf});
   }
   storage = storage.to(weight_type);
+  const bool differentiable = at::isFloatingType(weight_type) && weight_type != at::kFloat8_e4m3fn;
+  if (differentiable) storage.requires_grad_();  // before taking the view, as a user would
   at::Tensor weight = transposed ? storage.t() : storage;
 
   // Input: rank 0-3, int64 or int32 (sometimes float or int16), values mostly valid.
@@ -105,8 +108,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   if (data.ConsumeIntegralInRange<int>(0, 20) == 0) options.scale_grad_by_freq(true);
   if (data.ConsumeIntegralInRange<int>(0, 20) == 0) options.sparse(true);
 
-  const bool differentiable = at::isFloatingType(weight_type) && weight_type != at::kFloat8_e4m3fn;
-  if (differentiable) storage.requires_grad_();
   const at::Tensor before = storage.detach().clone();
   at::Tensor out;
   try {
@@ -118,7 +119,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
 
   // Success: the weight was renormed exactly like embedding_renorm_, or not touched at all.
   at::Tensor expected_weight = before.clone();
-  if (options.max_norm() && input.numel() > 0) {
+  // (Zero-width rows have norm 0 and stay as they are; embedding_renorm_ refuses the inf norm
+  // of an empty row, so it is not asked.)
+  if (options.max_norm() && input.numel() > 0 && dim > 0) {
     at::Tensor view = transposed ? expected_weight.t() : expected_weight;
     torch::embedding_renorm_(view, input.reshape({-1}).to(at::kLong), *options.max_norm(),
                              options.norm_type());
@@ -142,6 +145,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   // Gradient against float64: s * scatter-sum of grad_out, padding excluded.
   const at::Tensor grad_out = torch::randn(out.sizes(), at::kDouble).to(weight_type);
   out.backward(grad_out);
+  require(storage.grad().defined(), "no gradient reached the weight");
   const at::Tensor grad = transposed ? storage.grad().t() : storage.grad();
   const int64_t n = indices.numel();
   at::Tensor expected = torch::zeros({rows, dim}, at::kDouble);
