@@ -16,7 +16,7 @@ typename Element<T>::Acc row_norm(const T* row, int64_t cols, int64_t col_stride
   if (std::isinf(p)) {
     for (int64_t c = 0; c < cols; ++c) {
       const Acc a = std::abs(Element<T>::load(row[c * col_stride]));
-      if (!(a <= total)) total = a;
+      if (!(a <= total) && !std::isnan(total)) total = a;  // once NaN, the norm stays NaN
     }
     return total;
   }

@@ -42,21 +42,23 @@ TEST(NonFinite, GradientNaNAndInfPropagateToTheirRowsOnly) {
 }
 
 TEST(NonFinite, MaxNormOnNaNAndInfRowsMatchesEmbeddingRenorm) {
-  for (auto type : weight_dtypes()) {
-    auto weight = (torch::randn({5, 4}) * 3).to(type);
-    weight[1][2] = kNaN;
-    weight[3][0] = kInf;
-    auto expected = weight.clone();
-    const auto input = torch::tensor({1, 3, 0});
-    torch::embedding_renorm_(expected, input, 1.0, 2.0);
-    F::embedding(input, weight, F::EmbeddingFuncOptions().max_norm(1.0));
-    // NaN norm: the row is left alone; inf norm: the factor is 0, inf * 0 = NaN, as in ATen.
-    EXPECT_TRUE(weight.isnan().equal(expected.isnan())) << type;
-    const double tolerance = 4 * unit_roundoff(type);  // one rounding apart at most
-    EXPECT_TRUE(torch::allclose(weight.nan_to_num(0).to(at::kDouble),
-                                expected.nan_to_num(0).to(at::kDouble), tolerance, tolerance))
-        << type;
-  }
+  for (double p : {2.0, 1.0, kInf})
+    for (auto type : weight_dtypes()) {
+      SCOPED_TRACE(p);
+      auto weight = (torch::randn({5, 4}) * 3).to(type);
+      weight[1][2] = kNaN;
+      weight[3][0] = kInf;
+      auto expected = weight.clone();
+      const auto input = torch::tensor({1, 3, 0});
+      torch::embedding_renorm_(expected, input, 1.0, p);
+      F::embedding(input, weight, F::EmbeddingFuncOptions().max_norm(1.0).norm_type(p));
+      // NaN norm: the row is left alone; inf norm: the factor is 0, inf * 0 = NaN, as in ATen.
+      EXPECT_TRUE(weight.isnan().equal(expected.isnan())) << type;
+      const double tolerance = 4 * unit_roundoff(type);  // one rounding apart at most
+      EXPECT_TRUE(torch::allclose(weight.nan_to_num(0).to(at::kDouble),
+                                  expected.nan_to_num(0).to(at::kDouble), tolerance, tolerance))
+          << type;
+    }
 }
 
 }  // namespace
