@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Reliability checks (docs/RELIABILITY.md): builds the library, the C++ tests and the libFuzzer
 # target with clang + AddressSanitizer + UndefinedBehaviorSanitizer in ${SANITIZE_BUILD_DIR:-
-# build-sanitize}, runs the GoogleTest suite there (any report fails it), then the fuzzer for
-# FUZZ_SECONDS (default 60) starting from the committed corpus. Crashes land in
-# ${SANITIZE_BUILD_DIR}/fuzz-artifacts/; add them to tests/fuzz/corpus/ once fixed.
+# build-sanitize}, runs the GoogleTest suite there (any report fails it), then the fuzzer from
+# the committed corpus: FUZZ_RUNS inputs (default 400000, about a minute here) with the fixed
+# FUZZ_SEED, so that a CI run is reproducible, bounded by FUZZ_SECONDS (default 120). Crashes
+# land in ${SANITIZE_BUILD_DIR}/fuzz-artifacts/; add them to tests/fuzz/corpus/ once fixed.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${UNIT_SCALING_VENV_READY:-}
@@ -23,10 +24,11 @@ echo "== GoogleTest suite under ASan + UBSan"
 # The multi-GiB size tests are left to the normal build: under ASan they would need ~3x memory.
 "$build_dir/tests/cpp/unit_scaling_tests" --gtest_brief=1 --gtest_filter='-LargeSizes.*'
 
-echo "== libFuzzer, ${FUZZ_SECONDS:-60} s"
+echo "== libFuzzer, ${FUZZ_RUNS:-400000} runs, seed ${FUZZ_SEED:-20261126}"
 corpus="$build_dir/fuzz-corpus"
 mkdir -p "$corpus" "$build_dir/fuzz-artifacts"
-cp "$repo"/tests/fuzz/corpus/* "$corpus"/ 2>/dev/null || true
-"$build_dir/tests/fuzz/embedding_fuzzer" -max_total_time="${FUZZ_SECONDS:-60}" \
+rm -rf "$corpus"/* && cp "$repo"/tests/fuzz/corpus/* "$corpus"/
+"$build_dir/tests/fuzz/embedding_fuzzer" -runs="${FUZZ_RUNS:-400000}" -seed="${FUZZ_SEED:-20261126}" \
+  -max_total_time="${FUZZ_SECONDS:-120}" \
   -artifact_prefix="$build_dir/fuzz-artifacts/" -print_final_stats=1 "$corpus" 2>&1 |
   tail -n 25

@@ -1,0 +1,71 @@
+// Vocab-parallel unit-scaled embedding on c10d (the Megatron-LM pattern): the V x D table is
+// split by rows over a process group; each rank stores only its rows.
+//
+// Split rule: with V rows over P ranks, base = V / P and extra = V % P; rank r owns
+// [r * base + min(r, extra), that + base + (r < extra)) -- the first `extra` ranks hold one row
+// more. Every rank must be given the same input (a replicated batch, as in tensor parallelism).
+//
+// Forward: every rank validates all indices against the global V (so a bad input raises the same
+// error everywhere, before any collective), looks up the rows it owns, writes zeros elsewhere,
+// and all-reduces (sum) the output: the result equals the single-device lookup exactly.
+// Backward: the all-reduce's gradient is the identity for a replicated output gradient; each
+// rank's weight gradient is its shard of the single-device unit-scaled gradient, with the
+// GLOBAL scale s = sqrt(V / N) -- the shard's own row count would over-scale by sqrt(P).
+// padding_idx is a global index (its owner drops those positions); with max_norm each rank
+// renorms, in place, the referenced rows it owns.
+#pragma once
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/options/embedding.h>
+#include <torch/nn/pimpl.h>
+
+namespace unit_scaling::distributed {
+
+struct ShardRange {
+  int64_t begin, end;  // rows [begin, end) of the global table
+  int64_t size() const { return end - begin; }
+};
+
+// The rows rank `rank` of `world_size` owns (see the split rule above).
+ShardRange shard_range(int64_t num_rows, int64_t rank, int64_t world_size);
+
+struct VocabParallelEmbeddingOptions {
+  VocabParallelEmbeddingOptions(torch::nn::EmbeddingOptions embedding,
+                                c10::intrusive_ptr<c10d::ProcessGroup> process_group)
+      : embedding(std::move(embedding)), process_group(std::move(process_group)) {}
+  torch::nn::EmbeddingOptions embedding;  // global num_embeddings, padding_idx, max_norm, ...
+  c10::intrusive_ptr<c10d::ProcessGroup> process_group;
+};
+
+class VocabParallelEmbeddingImpl : public torch::nn::Cloneable<VocabParallelEmbeddingImpl> {
+ public:
+  // Registers `weight` (this rank's rows): options.embedding._weight if given (must be the
+  // shard, shard_range().size() x D), else N(0, 1) with the global padding row zeroed.
+  explicit VocabParallelEmbeddingImpl(VocabParallelEmbeddingOptions options_);
+
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+  // Collective: every rank of the group must call it with the same input.
+  at::Tensor forward(const at::Tensor& input);
+
+  ShardRange shard() const;
+  // Collective: the full V x D table rebuilt from every rank's shard.
+  at::Tensor gather_full_weight();
+
+  VocabParallelEmbeddingOptions options;
+  at::Tensor weight;
+};
+
+class VocabParallelEmbedding : public torch::nn::ModuleHolder<VocabParallelEmbeddingImpl> {
+ public:
+  using torch::nn::ModuleHolder<VocabParallelEmbeddingImpl>::ModuleHolder;
+  using Impl = VocabParallelEmbeddingImpl;
+
+  // Shards an existing full table (same on every rank): this rank keeps a copy of its rows.
+  static VocabParallelEmbedding from_full(const at::Tensor& full_weight,
+                                          c10::intrusive_ptr<c10d::ProcessGroup> group,
+                                          torch::nn::EmbeddingOptions options);
+};
+
+}  // namespace unit_scaling::distributed

@@ -1,0 +1,175 @@
+// Vocab-parallel unit-scaled embedding: validation, shard-local lookup + all-reduce, and the
+// shard of the unit-scaled gradient with the global scale (see the public header).
+#include <unit_scaling/distributed/vocab_parallel_embedding.h>
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+
+#include "embedding_checks.h"
+#include "embedding_ops.h"
+#include "operators.h"
+
+namespace unit_scaling::distributed {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+// Forward: rows this rank owns (zeros elsewhere), summed over the group. Backward: the shard of
+// the unit-scaled gradient; `backward_indices` maps positions this rank does not own (and
+// padding positions) to the extra row `rows`, which is dropped.
+class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight,
+                            const at::Tensor& local_indices, const at::Tensor& owned,
+                            const at::Tensor& backward_indices, double scale,
+                            c10::intrusive_ptr<c10d::ProcessGroup> group) {
+    ctx->save_for_backward({backward_indices});
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["rows"] = weight.size(0);
+    std::vector<int64_t> shape(local_indices.sizes().begin(), local_indices.sizes().end());
+    shape.push_back(weight.size(1));
+    at::Tensor out;
+    if (weight.size(0) == 0) {
+      out = at::zeros(shape, weight.options());
+    } else {
+      const at::Tensor safe = local_indices.clamp(0, weight.size(0) - 1).reshape({-1});
+      out = weight.index_select(0, safe).view(shape);
+      out.masked_fill_(owned.logical_not().unsqueeze(-1), 0);
+    }
+    std::vector<at::Tensor> tensors{out};
+    group->allreduce(tensors)->wait();
+    return out;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const at::Tensor indices = ctx->get_saved_variables()[0];
+    const int64_t rows = ctx->saved_data["rows"].toInt();
+    const at::Tensor with_extra_row = detail::scaled_embedding_backward(
+        grads[0], indices, rows + 1, /*padding_row=*/rows, ctx->saved_data["scale"].toDouble());
+    return {with_extra_row.narrow(0, 0, rows), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
+detail::EmbeddingSettings settings_of(const torch::nn::EmbeddingOptions& options) {
+  return {options.padding_idx(), options.max_norm(), options.norm_type(),
+          options.scale_grad_by_freq(), options.sparse()};
+}
+
+}  // namespace
+
+ShardRange shard_range(int64_t num_rows, int64_t rank, int64_t world_size) {
+  TORCH_CHECK_VALUE(world_size > 0 && rank >= 0 && rank < world_size,
+                    "unit_scaling vocab-parallel embedding: rank ", rank,
+                    " is outside a group of size ", world_size);
+  const int64_t base = num_rows / world_size;
+  const int64_t extra = num_rows % world_size;
+  const int64_t begin = rank * base + std::min(rank, extra);
+  return {begin, begin + base + (rank < extra ? 1 : 0)};
+}
+
+VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(VocabParallelEmbeddingOptions options_)
+    : options(std::move(options_)) {
+  reset();  // NOLINT(clang-analyzer-optin.cplusplus.VirtualCall)
+}
+
+ShardRange VocabParallelEmbeddingImpl::shard() const {
+  return shard_range(options.embedding.num_embeddings(), options.process_group->getRank(),
+                     options.process_group->getSize());
+}
+
+void VocabParallelEmbeddingImpl::reset() {
+  TORCH_CHECK_VALUE(options.process_group, "VocabParallelEmbedding: process_group is null");
+  const int64_t num_rows = options.embedding.num_embeddings();
+  const int64_t dim = options.embedding.embedding_dim();
+  TORCH_CHECK_VALUE(num_rows >= 0 && dim >= 0, "VocabParallelEmbedding: num_embeddings=",
+                    num_rows, " and embedding_dim=", dim, " must be >= 0");
+  const int64_t padding_row = detail::check_settings(settings_of(options.embedding), num_rows);
+  if (padding_row >= 0) options.embedding.padding_idx(padding_row);
+  const ShardRange range = shard();
+  if (options.embedding._weight().defined()) {
+    TORCH_CHECK_VALUE(options.embedding._weight().sizes() == at::IntArrayRef({range.size(), dim}),
+                      "VocabParallelEmbedding: _weight of shape ",
+                      options.embedding._weight().sizes(), " is not this rank's shard (",
+                      range.size(), ", ", dim, ")");
+    weight = register_parameter("weight", options.embedding._weight());
+    return;
+  }
+  weight = register_parameter("weight", torch::empty({range.size(), dim}));
+  torch::NoGradGuard no_grad;
+  torch::nn::init::normal_(weight, 0.0, 1.0);
+  if (padding_row >= range.begin && padding_row < range.end) weight[padding_row - range.begin].fill_(0);
+}
+
+void VocabParallelEmbeddingImpl::pretty_print(std::ostream& stream) const {
+  const ShardRange range = shard();
+  stream << "unit_scaling::distributed::VocabParallelEmbedding(num_embeddings="
+         << options.embedding.num_embeddings() << ", embedding_dim="
+         << options.embedding.embedding_dim() << ", rows=[" << range.begin << ", " << range.end
+         << "), rank=" << options.process_group->getRank() << "/"
+         << options.process_group->getSize() << ")";
+}
+
+at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
+  // Validation first and identically on every rank (same input, same global V): a bad call
+  // raises the same error everywhere before any collective, so no rank is left waiting.
+  const int64_t num_rows = options.embedding.num_embeddings();
+  auto local_settings = settings_of(options.embedding);
+  local_settings.padding_idx.reset();
+  detail::check_embedding_arguments(input, weight, local_settings);
+  const int64_t padding_row = detail::check_settings(settings_of(options.embedding), num_rows);
+  const at::Tensor indices = input.contiguous().to(at::kLong);
+  detail::check_indices_in_range(input.contiguous(), num_rows);
+
+  const ShardRange range = shard();
+  const at::Tensor owned = indices.ge(range.begin).logical_and_(indices.lt(range.end));
+  const at::Tensor local = indices - range.begin;
+  if (options.embedding.max_norm()) {
+    detail::renorm_op().call(weight, local.masked_select(owned), *options.embedding.max_norm(),
+                             options.embedding.norm_type());
+  }
+  at::Tensor contributing = owned;
+  if (padding_row >= 0) contributing = owned.logical_and(indices.ne(padding_row));
+  const at::Tensor backward_indices = at::where(contributing, local, range.size());
+  const int64_t count = indices.numel();
+  const double scale =
+      count == 0 ? 0.0 : std::sqrt(static_cast<double>(num_rows) / static_cast<double>(count));
+  return VocabParallelLookup::apply(weight, local, owned, backward_indices, scale,
+                                    options.process_group);
+}
+
+at::Tensor VocabParallelEmbeddingImpl::gather_full_weight() {
+  const auto& group = options.process_group;
+  const int64_t world = group->getSize();
+  const int64_t widest = shard_range(options.embedding.num_embeddings(), 0, world).size();
+  const at::Tensor local = weight.detach();
+  at::Tensor padded = at::zeros({widest, local.size(1)}, local.options());
+  padded.narrow(0, 0, local.size(0)).copy_(local);
+  std::vector<std::vector<at::Tensor>> gathered(1);
+  for (int64_t r = 0; r < world; ++r) gathered[0].push_back(at::empty_like(padded));
+  std::vector<at::Tensor> inputs{padded};
+  group->allgather(gathered, inputs)->wait();
+  std::vector<at::Tensor> shards;
+  for (int64_t r = 0; r < world; ++r) {
+    shards.push_back(gathered[0][r].narrow(
+        0, 0, shard_range(options.embedding.num_embeddings(), r, world).size()));
+  }
+  return at::cat(shards, 0);
+}
+
+VocabParallelEmbedding VocabParallelEmbedding::from_full(
+    const at::Tensor& full_weight, c10::intrusive_ptr<c10d::ProcessGroup> group,
+    torch::nn::EmbeddingOptions options) {
+  TORCH_CHECK_VALUE(full_weight.dim() == 2, "VocabParallelEmbedding::from_full: weight must be 2-D");
+  const ShardRange range = shard_range(full_weight.size(0), group->getRank(), group->getSize());
+  options.num_embeddings(full_weight.size(0)).embedding_dim(full_weight.size(1));
+  options._weight(full_weight.detach().narrow(0, range.begin, range.size()).clone());
+  return VocabParallelEmbedding(VocabParallelEmbeddingOptions(options, std::move(group)));
+}
+
+}  // namespace unit_scaling::distributed
