@@ -52,11 +52,16 @@ at::Tensor embedding_lookup(const at::Tensor& input, const at::Tensor& weight,
 
 at::Tensor embedding_backward(const at::Tensor& grad_output, const at::Tensor& input,
                               int64_t num_weights, std::optional<int64_t> padding_idx) {
+  return scaled_embedding_backward(grad_output, input, num_weights,
+                                   padding_row(padding_idx, num_weights),
+                                   unit_scale(num_weights, input.numel()));
+}
+
+at::Tensor scaled_embedding_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                     int64_t num_weights, int64_t padding, double scale) {
   const at::Tensor indices = input.contiguous();
   const int64_t count = indices.numel();
   const int64_t dim = grad_output.size(-1);
-  const double scale = unit_scale(num_weights, count);
-  const int64_t padding = padding_row(padding_idx, num_weights);
   if (!grad_output.is_cpu()) {
     // ATen's dense backward on a float32 (float64) copy, then one scale and one rounding.
     const auto acc_type = grad_output.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;

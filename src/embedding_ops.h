@@ -17,6 +17,11 @@ at::Tensor embedding_lookup(const at::Tensor& input, const at::Tensor& weight,
 at::Tensor embedding_backward(const at::Tensor& grad_output, const at::Tensor& input,
                               int64_t num_weights, std::optional<int64_t> padding_idx);
 
+// The gradient with an explicit scale: scale * scatter-sum of grad_output rows into num_weights
+// rows, positions equal to padding_row (if >= 0) dropped. Indices must be valid.
+at::Tensor scaled_embedding_backward(const at::Tensor& grad_output, const at::Tensor& indices,
+                                     int64_t num_weights, int64_t padding_row, double scale);
+
 // In-place max_norm renormalisation of the rows `input` references; validates every index
 // before writing anything and bumps weight's version counter.
 void embedding_renorm_(const at::Tensor& weight, const at::Tensor& input, double max_norm,

@@ -1,11 +1,10 @@
 // Vocab-parallel unit-scaled embedding: validation, shard-local lookup + all-reduce, and the
 // shard of the unit-scaled gradient with the global scale (see the public header).
-#include <unit_scaling/distributed/vocab_parallel_embedding.h>
-
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/init.h>
+#include <unit_scaling/distributed/vocab_parallel_embedding.h>
 
 #include <cmath>
 
@@ -51,8 +50,12 @@ class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup
     const int64_t rows = ctx->saved_data["rows"].toInt();
     const at::Tensor with_extra_row = detail::scaled_embedding_backward(
         grads[0], indices, rows + 1, /*padding_row=*/rows, ctx->saved_data["scale"].toDouble());
-    return {with_extra_row.narrow(0, 0, rows), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor()};
+    return {with_extra_row.narrow(0, 0, rows),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor()};
   }
 };
 
@@ -87,8 +90,8 @@ void VocabParallelEmbeddingImpl::reset() {
   TORCH_CHECK_VALUE(options.process_group, "VocabParallelEmbedding: process_group is null");
   const int64_t num_rows = options.embedding.num_embeddings();
   const int64_t dim = options.embedding.embedding_dim();
-  TORCH_CHECK_VALUE(num_rows >= 0 && dim >= 0, "VocabParallelEmbedding: num_embeddings=",
-                    num_rows, " and embedding_dim=", dim, " must be >= 0");
+  TORCH_CHECK_VALUE(num_rows >= 0 && dim >= 0, "VocabParallelEmbedding: num_embeddings=", num_rows,
+                    " and embedding_dim=", dim, " must be >= 0");
   const int64_t padding_row = detail::check_settings(settings_of(options.embedding), num_rows);
   if (padding_row >= 0) options.embedding.padding_idx(padding_row);
   const ShardRange range = shard();
@@ -103,15 +106,16 @@ void VocabParallelEmbeddingImpl::reset() {
   weight = register_parameter("weight", torch::empty({range.size(), dim}));
   torch::NoGradGuard no_grad;
   torch::nn::init::normal_(weight, 0.0, 1.0);
-  if (padding_row >= range.begin && padding_row < range.end) weight[padding_row - range.begin].fill_(0);
+  if (padding_row >= range.begin && padding_row < range.end)
+    weight[padding_row - range.begin].fill_(0);
 }
 
 void VocabParallelEmbeddingImpl::pretty_print(std::ostream& stream) const {
   const ShardRange range = shard();
   stream << "unit_scaling::distributed::VocabParallelEmbedding(num_embeddings="
-         << options.embedding.num_embeddings() << ", embedding_dim="
-         << options.embedding.embedding_dim() << ", rows=[" << range.begin << ", " << range.end
-         << "), rank=" << options.process_group->getRank() << "/"
+         << options.embedding.num_embeddings()
+         << ", embedding_dim=" << options.embedding.embedding_dim() << ", rows=[" << range.begin
+         << ", " << range.end << "), rank=" << options.process_group->getRank() << "/"
          << options.process_group->getSize() << ")";
 }
 
@@ -165,7 +169,8 @@ at::Tensor VocabParallelEmbeddingImpl::gather_full_weight() {
 VocabParallelEmbedding VocabParallelEmbedding::from_full(
     const at::Tensor& full_weight, c10::intrusive_ptr<c10d::ProcessGroup> group,
     torch::nn::EmbeddingOptions options) {
-  TORCH_CHECK_VALUE(full_weight.dim() == 2, "VocabParallelEmbedding::from_full: weight must be 2-D");
+  TORCH_CHECK_VALUE(full_weight.dim() == 2,
+                    "VocabParallelEmbedding::from_full: weight must be 2-D");
   const ShardRange range = shard_range(full_weight.size(0), group->getRank(), group->getSize());
   options.num_embeddings(full_weight.size(0)).embedding_dim(full_weight.size(1));
   options._weight(full_weight.detach().narrow(0, range.begin, range.size()).clone());

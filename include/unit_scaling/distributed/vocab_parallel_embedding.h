@@ -15,10 +15,11 @@
 // renorms, in place, the referenced rows it owns.
 #pragma once
 
-#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/options/embedding.h>
 #include <torch/nn/pimpl.h>
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 namespace unit_scaling::distributed {
 

@@ -1,0 +1,158 @@
+// VocabParallelEmbedding against the single-process op: P = 1..4 child processes (this binary
+// re-executed with --child) form a Gloo group over a FileStore on loopback; each checks its
+// shard and exits 0 or 1; the parent enforces a deadline and fails if any child hangs.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+#include <unit_scaling/distributed/vocab_parallel_embedding.h>
+#include <unit_scaling/functional.h>
+
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+
+#include "gloo_group.h"
+
+namespace dist = unit_scaling::distributed;
+
+namespace {
+
+constexpr int64_t kRows = 37;  // not divisible by 2, 3 or 4
+constexpr int64_t kDim = 5;
+
+bool same_bits(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor x = a.contiguous(), y = b.contiguous();
+  return x.sizes() == y.sizes() && x.scalar_type() == y.scalar_type() &&
+         (x.nbytes() == 0 || std::memcmp(x.const_data_ptr(), y.const_data_ptr(), x.nbytes()) == 0);
+}
+
+// One rank's checks for `scenario`; returns the process exit code.
+int run_child(const std::string& scenario, int rank, int world, const std::string& store_path) {
+  auto store = c10::make_intrusive<c10d::FileStore>(store_path, world);
+  auto group = make_gloo_group(store, rank, world);
+  torch::manual_seed(7);  // identical full table, input and gradient on every rank
+  const auto full = torch::randn({kRows, kDim}) * 2;
+  auto input = torch::randint(0, kRows, {6, 7});
+  input[0][0] = kRows - 1;
+  input[1][1] = 0;
+  const auto grad_out = torch::randn({6, 7, kDim});
+  torch::nn::EmbeddingOptions options(kRows, kDim);
+  if (scenario == "padding") options.padding_idx(-3);
+  if (scenario == "max_norm") options.max_norm(1.5).norm_type(3.0);
+
+  auto module = dist::VocabParallelEmbedding::from_full(full, group, options);
+  const dist::ShardRange range = module->shard();
+  if (scenario == "bad_index") {
+    input[5][6] = kRows;
+    try {
+      module(input);
+    } catch (const c10::IndexError& error) {
+      const bool named =
+          std::string(error.what()).find("index 37 at input[5, 6]") != std::string::npos;
+      return named && same_bits(module->weight, full.narrow(0, range.begin, range.size())) ? 0 : 1;
+    }
+    return 1;
+  }
+
+  auto reference_weight = full.clone().requires_grad_();
+  const auto reference = unit_scaling::functional::embedding(
+      input, reference_weight, options.padding_idx(), options.max_norm(), options.norm_type());
+  reference.backward(grad_out);
+
+  const auto out = module(input);
+  out.backward(grad_out);
+  bool ok = same_bits(out, reference);
+  ok = ok && same_bits(module->weight.grad(),
+                       reference_weight.grad().narrow(0, range.begin, range.size()));
+  ok = ok && same_bits(module->weight.detach(),
+                       reference_weight.detach().narrow(0, range.begin, range.size()));
+  ok = ok && same_bits(module->gather_full_weight(), reference_weight.detach());
+  if (!ok) std::cerr << "rank " << rank << "/" << world << " " << scenario << ": mismatch\n";
+  return ok ? 0 : 1;
+}
+
+// Spawns `world` children and waits up to `deadline`; kills them all if one hangs.
+void run_group(const std::string& scenario, int world) {
+  const std::string store = ::testing::TempDir() + "vp-store-" + scenario + "-" +
+                            std::to_string(world) + "-" + std::to_string(getpid());
+  std::remove(store.c_str());
+  std::vector<pid_t> children;
+  for (int rank = 0; rank < world; ++rank) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      const std::string r = std::to_string(rank), w = std::to_string(world);
+      execl("/proc/self/exe", "vocab_parallel_test", "--child", scenario.c_str(), r.c_str(),
+            w.c_str(), store.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    children.push_back(pid);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  std::vector<int> status(children.size(), -1);
+  size_t done = 0;
+  while (done < children.size() && std::chrono::steady_clock::now() < deadline) {
+    for (size_t i = 0; i < children.size(); ++i) {
+      int code = 0;
+      if (status[i] == -1 && waitpid(children[i], &code, WNOHANG) == children[i]) {
+        status[i] = WIFEXITED(code) ? WEXITSTATUS(code) : 128;
+        ++done;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (size_t i = 0; i < children.size(); ++i) {
+    if (status[i] == -1) {
+      kill(children[i], SIGKILL);
+      waitpid(children[i], nullptr, 0);
+      ADD_FAILURE() << scenario << ": rank " << i << " of " << world << " missed the deadline";
+    } else {
+      EXPECT_EQ(status[i], 0) << scenario << ": rank " << i << " of " << world << " failed";
+    }
+  }
+  std::remove(store.c_str());
+}
+
+class VocabParallel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(VocabParallel, MatchesTheSingleProcessOpForOneToFourRanks) {
+  for (int world = 1; world <= 4; ++world) run_group(GetParam(), world);
+}
+
+INSTANTIATE_TEST_SUITE_P(Scenarios, VocabParallel,
+                         ::testing::Values("plain", "padding", "max_norm", "bad_index"));
+
+TEST(VocabParallelSplit, RowsAreContiguousAndCoverTheTable) {
+  for (int64_t world = 1; world <= 5; ++world) {
+    int64_t next = 0;
+    for (int64_t rank = 0; rank < world; ++rank) {
+      const auto range = dist::shard_range(kRows, rank, world);
+      EXPECT_EQ(range.begin, next);
+      EXPECT_GE(range.size(), kRows / world);
+      EXPECT_LE(range.size(), kRows / world + 1);
+      next = range.end;
+    }
+    EXPECT_EQ(next, kRows);
+  }
+  EXPECT_THROW(dist::shard_range(10, 3, 3), c10::ValueError);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 6 && std::string(argv[1]) == "--child") {
+    try {
+      return run_child(argv[2], std::stoi(argv[3]), std::stoi(argv[4]), argv[5]);
+    } catch (const std::exception& error) {
+      std::cerr << "child failed: " << error.what() << "\n";
+      return 1;
+    }
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
