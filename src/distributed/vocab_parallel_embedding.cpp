@@ -127,8 +127,9 @@ at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
   local_settings.padding_idx.reset();
   detail::check_embedding_arguments(input, weight, local_settings);
   const int64_t padding_row = detail::check_settings(settings_of(options.embedding), num_rows);
-  const at::Tensor indices = input.contiguous().to(at::kLong);
-  detail::check_indices_in_range(input.contiguous(), num_rows);
+  const at::Tensor contiguous = input.contiguous();
+  detail::check_indices_in_range(contiguous, num_rows);
+  const at::Tensor indices = contiguous.to(at::kLong);
 
   const ShardRange range = shard();
   const at::Tensor owned = indices.ge(range.begin).logical_and_(indices.lt(range.end));

@@ -9,18 +9,27 @@ namespace {
 const std::vector<std::string> kKnownFormats{"float16", "bfloat16", "e4m3", "e5m2"};
 const std::vector<std::string> kKnownDtypes{"float32", "float64", "bfloat16", "float16"};
 
-int64_t parse_integer(const std::string& option, const std::string& text) {
+// Parses all of `text` with `convert` (std::stoll / std::stod style); UsageError otherwise.
+template <typename T, typename Convert>
+T parse_whole(const std::string& option, const std::string& text, const char* expected,
+              Convert convert) {
   size_t used = 0;
-  int64_t value = 0;
+  T value{};
   try {
-    value = std::stoll(text, &used);
+    value = convert(text, &used);
   } catch (const std::exception&) {
     used = 0;
   }
   if (used == 0 || used != text.size()) {
-    throw UsageError(option + ": expected an integer, got '" + text + "'");
+    throw UsageError(option + ": expected " + expected + ", got '" + text + "'");
   }
   return value;
+}
+
+int64_t parse_integer(const std::string& option, const std::string& text) {
+  return parse_whole<int64_t>(option, text, "an integer", [](const std::string& t, size_t* used) {
+    return std::stoll(t, used);
+  });
 }
 
 int64_t parse_positive(const std::string& option, const std::string& text) {
@@ -30,16 +39,10 @@ int64_t parse_positive(const std::string& option, const std::string& text) {
 }
 
 double parse_number(const std::string& option, const std::string& text) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || !std::isfinite(value)) {
-    throw UsageError(option + ": expected a number, got '" + text + "'");
-  }
+  const double value =
+      parse_whole<double>(option, text, "a number",
+                          [](const std::string& t, size_t* used) { return std::stod(t, used); });
+  if (!std::isfinite(value)) throw UsageError(option + ": expected a number, got '" + text + "'");
   return value;
 }
 
