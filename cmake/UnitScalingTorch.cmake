@@ -84,9 +84,19 @@ if(_us_parallel_openmp)
   endif()
 endif()
 
+# Newer LibTorch releases (2.15 on) require C++20 in their headers; older ones work with C++17.
+# The imported target carries the standard as a compile feature, so every consumer gets it.
+file(STRINGS "${UNIT_SCALING_TORCH_ROOT}/include/ATen/ATen.h" _us_needs_cxx20
+  REGEX "C\\+\\+20 or later")
+set(_us_torch_cxx_standard cxx_std_17)
+if(_us_needs_cxx20)
+  set(_us_torch_cxx_standard cxx_std_20)
+endif()
+
 if(NOT TARGET UnitScaling::torch)
   add_library(UnitScaling::torch INTERFACE IMPORTED)
   set_target_properties(UnitScaling::torch PROPERTIES
+    INTERFACE_COMPILE_FEATURES ${_us_torch_cxx_standard}
     INTERFACE_INCLUDE_DIRECTORIES
       "${UNIT_SCALING_TORCH_ROOT}/include;${UNIT_SCALING_TORCH_ROOT}/include/torch/csrc/api/include"
     INTERFACE_COMPILE_DEFINITIONS "_GLIBCXX_USE_CXX11_ABI=${UNIT_SCALING_TORCH_CXX11_ABI}"

@@ -13,28 +13,27 @@
 namespace unit_scaling::detail {
 namespace {
 
-// s = sqrt(V / N): the factor that brings the summed gradient of N unit-normal rows spread
-// over V rows back to unit scale. N == 0 has no gradient at all, so any finite s gives zeros.
-double unit_scale(int64_t num_rows, int64_t count) {
-  return count == 0 ? 0.0 : std::sqrt(static_cast<double>(num_rows) / static_cast<double>(count));
-}
-
 std::vector<int64_t> output_shape(const at::Tensor& indices, int64_t dim) {
   std::vector<int64_t> shape(indices.sizes().begin(), indices.sizes().end());
   shape.push_back(dim);
   return shape;
 }
 
-int64_t padding_row(std::optional<int64_t> padding_idx, int64_t num_rows) {
-  if (!padding_idx) return -1;
-  return *padding_idx < 0 ? *padding_idx + num_rows : *padding_idx;
+kernels::IndexArray index_array(const at::Tensor& contiguous_indices) {
+  return {kernel_index_type(contiguous_indices.scalar_type()), contiguous_indices.const_data_ptr(),
+          contiguous_indices.numel()};
 }
 
 }  // namespace
 
+double unit_scale(int64_t num_rows, int64_t count) {
+  return count == 0 ? 0.0 : std::sqrt(static_cast<double>(num_rows) / static_cast<double>(count));
+}
+
 at::Tensor embedding_lookup(const at::Tensor& input, const at::Tensor& weight,
                             std::optional<int64_t> padding_idx) {
-  check_embedding_arguments(input, weight, {padding_idx, std::nullopt, 2.0, false, false});
+  check_input_and_weight(input, weight);
+  padding_row(padding_idx, weight.size(0));
   const at::Tensor indices = input.contiguous();
   check_indices_in_range(indices, weight.size(0));
   const int64_t dim = weight.size(1);
@@ -52,8 +51,9 @@ at::Tensor embedding_lookup(const at::Tensor& input, const at::Tensor& weight,
 
 at::Tensor embedding_backward(const at::Tensor& grad_output, const at::Tensor& input,
                               int64_t num_weights, std::optional<int64_t> padding_idx) {
-  return scaled_embedding_backward(grad_output, input, num_weights,
-                                   padding_row(padding_idx, num_weights),
+  check_backward_arguments(grad_output, input, num_weights);
+  const int64_t padding = padding_row(padding_idx, num_weights);
+  return scaled_embedding_backward(grad_output, input, num_weights, padding,
                                    unit_scale(num_weights, input.numel()));
 }
 
@@ -63,6 +63,7 @@ at::Tensor scaled_embedding_backward(const at::Tensor& grad_output, const at::Te
   const int64_t count = indices.numel();
   const int64_t dim = grad_output.size(-1);
   if (!grad_output.is_cpu()) {
+    check_indices_in_range(indices, num_weights);
     // ATen's dense backward on a float32 (float64) copy, then one scale and one rounding.
     const auto acc_type = grad_output.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
     at::Tensor sum = at::embedding_dense_backward(grad_output.reshape({count, dim}).to(acc_type),
@@ -70,18 +71,28 @@ at::Tensor scaled_embedding_backward(const at::Tensor& grad_output, const at::Te
                                                   /*scale_grad_by_freq=*/false);
     return sum.mul_(scale).to(grad_output.scalar_type());
   }
+  // The counting sort reads every index once; it validates them in the same pass, before the
+  // gradient is allocated or written.
+  kernels::RowGroups groups;
+  const int64_t bad =
+      kernels::group_positions_by_row(index_array(indices), num_weights, padding, groups);
+  if (bad >= 0) {
+    throw_bad_index(
+        kernels::index_at(kernel_index_type(indices.scalar_type()), indices.const_data_ptr(), bad),
+        indices.sizes(), bad, num_weights);
+  }
   const at::Tensor grad = grad_output.contiguous();
   at::Tensor grad_weight = empty_output({num_weights, dim}, grad_output.options());
-  kernels::scaled_embedding_backward(
-      kernel_dtype(grad.scalar_type()), kernel_index_type(indices.scalar_type()),
-      grad.const_data_ptr(), indices.const_data_ptr(), count, num_weights, dim, padding, scale,
-      grad_weight.mutable_data_ptr(), aten_executor());
+  kernels::write_scaled_gradient(kernel_dtype(grad.scalar_type()), groups, grad.const_data_ptr(),
+                                 dim, scale, grad_weight.mutable_data_ptr(), aten_executor());
   return grad_weight;
 }
 
 void embedding_renorm_(const at::Tensor& weight, const at::Tensor& input, double max_norm,
                        double norm_type) {
-  check_embedding_arguments(input, weight, {std::nullopt, max_norm, norm_type, false, false});
+  check_input_and_weight(input, weight);
+  check_options(EmbeddingFuncOptions().max_norm(max_norm).norm_type(norm_type));
+  check_writable_without_overlap(weight);
   const at::Tensor indices = input.contiguous();
   check_indices_in_range(indices, weight.size(0));           // before any write: atomic
   if (std::isinf(max_norm) || indices.numel() == 0) return;  // nothing can exceed +inf

@@ -9,8 +9,8 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
-#include <cmath>
-
+#include "embedding_checks.h"
+#include "embedding_ops.h"
 #include "operators.h"
 
 namespace unit_scaling::detail {
@@ -27,6 +27,15 @@ std::optional<c10::SymInt> to_optional(const c10::IValue& value) {
   return value.toSymInt();
 }
 
+// sqrt(V / N) as a Scalar that stays symbolic under torch.compile (no guard on N). N == 0 has
+// nothing to scale; max(N, 1) keeps the expression finite there.
+at::Scalar symbolic_unit_scale(const c10::SymInt& num_rows, const c10::SymInt& count) {
+  const auto rows = num_rows.maybe_as_int();
+  const auto n = count.maybe_as_int();
+  if (rows && n) return at::Scalar(unit_scale(*rows, *n));
+  return at::Scalar((c10::SymFloat(num_rows) / c10::SymFloat(count.max(1))).sqrt());
+}
+
 class EmbeddingBackwardFunction : public torch::autograd::Function<EmbeddingBackwardFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_output,
@@ -39,21 +48,20 @@ class EmbeddingBackwardFunction : public torch::autograd::Function<EmbeddingBack
     return backward_op().call(grad_output, input, num_weights, padding_idx);
   }
 
+  // d(grad_weight)/d(grad_output) applied to grad_grad_weight: the scaled lookup
+  // s * ggW[input], with padding positions set to zero (masked, so that an inf or NaN in the
+  // padding row cannot leak into them as inf * 0). Symbolic sizes stay symbolic.
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const at::Tensor& grad_grad_weight = grads[0];
     const at::Tensor input = ctx->get_saved_variables()[0];
-    const int64_t num_weights =
-        ctx->saved_data["num_weights"].toSymInt().guard_int(__FILE__, __LINE__);
+    const c10::SymInt num_weights = ctx->saved_data["num_weights"].toSymInt();
     const auto padding_idx = to_optional(ctx->saved_data["padding_idx"]);
     const at::Tensor flat = input.reshape({-1});
-    const int64_t count = flat.sym_numel().guard_int(__FILE__, __LINE__);
-    const double scale =
-        count == 0 ? 0.0 : std::sqrt(static_cast<double>(num_weights) / static_cast<double>(count));
-    at::Tensor rows = grad_grad_weight.index_select(0, flat) * scale;
+    at::Tensor rows =
+        grad_grad_weight.index_select(0, flat) * symbolic_unit_scale(num_weights, flat.sym_numel());
     if (padding_idx) {
-      int64_t row = padding_idx->guard_int(__FILE__, __LINE__);
-      if (row < 0) row += num_weights;
-      rows = rows * flat.ne(row).unsqueeze(1).to(rows.scalar_type());
+      const c10::SymInt row = *padding_idx < 0 ? *padding_idx + num_weights : *padding_idx;
+      rows = rows.masked_fill(flat.eq(at::Scalar(row)).unsqueeze(1), 0);
     }
     std::vector<c10::SymInt> shape(input.sym_sizes().begin(), input.sym_sizes().end());
     shape.push_back(grad_grad_weight.sym_size(1));
@@ -102,18 +110,24 @@ void renorm_autograd(const at::Tensor& weight, const at::Tensor& input, double m
 
 at::Tensor lookup_meta(const at::Tensor& input, const at::Tensor& weight,
                        std::optional<c10::SymInt> /*padding_idx*/) {
+  check_input_and_weight(input, weight);
   std::vector<c10::SymInt> shape(input.sym_sizes().begin(), input.sym_sizes().end());
   shape.push_back(weight.sym_size(1));
   return at::empty_symint(shape, weight.options());
 }
 
-at::Tensor backward_meta(const at::Tensor& grad_output, const at::Tensor& /*input*/,
+at::Tensor backward_meta(const at::Tensor& grad_output, const at::Tensor& input,
                          c10::SymInt num_weights, std::optional<c10::SymInt> /*padding_idx*/) {
+  check_backward_arguments(grad_output, input, num_weights);
   return at::empty_symint({std::move(num_weights), grad_output.sym_size(-1)},
                           grad_output.options());
 }
 
-void renorm_meta(const at::Tensor&, const at::Tensor&, double, double) {}
+void renorm_meta(const at::Tensor& weight, const at::Tensor& input, double max_norm,
+                 double norm_type) {
+  check_input_and_weight(input, weight);
+  check_options(EmbeddingFuncOptions().max_norm(max_norm).norm_type(norm_type));
+}
 
 }  // namespace
 }  // namespace unit_scaling::detail

@@ -1,9 +1,9 @@
 #include "embedding_checks.h"
 
 #include <ATen/ATen.h>
-#include <ATen/MemoryOverlap.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -34,65 +34,137 @@ std::string describe_position(at::IntArrayRef shape, int64_t flat) {
   return out.str();
 }
 
+// ValueError unless rows x cols elements fit int64 (both concrete; symbolic sizes are checked
+// again, concretely, by the operator that runs on real tensors).
+void check_product_fits(const c10::SymInt& rows, const c10::SymInt& cols, const char* what) {
+  const auto r = rows.maybe_as_int();
+  const auto c = cols.maybe_as_int();
+  if (!r || !c) return;
+  TORCH_CHECK_VALUE(*r == 0 || *c <= std::numeric_limits<int64_t>::max() / *r, kOp, what,
+                    " would have ", *r, " x ", *c, " elements, which overflows int64");
+}
+
+void check_index_tensor(const at::Tensor& input) {
+  TORCH_CHECK_TYPE(input.defined(), kOp, "input is an undefined tensor");
+  TORCH_CHECK_TYPE(input.layout() == at::kStrided, kOp,
+                   "input must be a dense (strided) tensor, got layout ", input.layout());
+  TORCH_CHECK_TYPE(input.scalar_type() == at::kLong || input.scalar_type() == at::kInt, kOp,
+                   "input must hold int64 or int32 indices, got input of dtype ",
+                   input.scalar_type());
+}
+
+void check_same_device(const at::Tensor& input, const at::Tensor& other, const char* name) {
+  TORCH_CHECK_VALUE(input.device() == other.device(), kOp, "input is on ", input.device(), " but ",
+                    name, " is on ", other.device(), "; both must be on the same device");
+}
+
+}  // namespace
+
+EmbeddingFuncOptions func_options_of(const torch::nn::EmbeddingOptions& options) {
+  return EmbeddingFuncOptions()
+      .padding_idx(options.padding_idx())
+      .max_norm(options.max_norm())
+      .norm_type(options.norm_type())
+      .scale_grad_by_freq(options.scale_grad_by_freq())
+      .sparse(options.sparse());
+}
+
+void check_options(const EmbeddingFuncOptions& options) {
+  TORCH_CHECK_VALUE(!options.scale_grad_by_freq(), kOp,
+                    "scale_grad_by_freq=True is not supported by unit scaling");
+  TORCH_CHECK_VALUE(!options.sparse(), kOp, "sparse=True is not supported by unit scaling");
+  // `!(x > 0)` also rejects NaN.
+  TORCH_CHECK_VALUE(!options.max_norm() || *options.max_norm() > 0, kOp,
+                    "max_norm must be > 0 (inf allowed), got max_norm=", *options.max_norm());
+  TORCH_CHECK_VALUE(options.norm_type() > 0, kOp,
+                    "norm_type must be > 0 (inf allowed), got norm_type=", options.norm_type());
+}
+
+int64_t padding_row(std::optional<int64_t> padding_idx, int64_t num_rows) {
+  if (!padding_idx) return -1;
+  const int64_t idx = *padding_idx;
+  TORCH_CHECK_VALUE(idx >= -num_rows && idx < num_rows, kOp, "padding_idx=", idx,
+                    " is out of range for weight with ", num_rows, " rows; expected ", -num_rows,
+                    " <= padding_idx < ", num_rows);
+  return idx < 0 ? idx + num_rows : idx;
+}
+
+int64_t check_settings(const EmbeddingFuncOptions& options, int64_t num_rows) {
+  check_options(options);
+  return padding_row(options.padding_idx(), num_rows);
+}
+
+void check_input_and_weight(const at::Tensor& input, const at::Tensor& weight) {
+  check_index_tensor(input);
+  TORCH_CHECK_TYPE(weight.defined(), kOp, "weight is an undefined tensor");
+  TORCH_CHECK_TYPE(weight.layout() == at::kStrided, kOp,
+                   "weight must be a dense (strided) tensor, got layout ", weight.layout());
+  TORCH_CHECK_TYPE(is_supported_weight_dtype(weight.scalar_type()), kOp,
+                   "weight must be float32, float64, float16 or bfloat16, got weight of dtype ",
+                   weight.scalar_type());
+  TORCH_CHECK_VALUE(weight.dim() == 2, kOp,
+                    "weight must be 2-D (num_embeddings, embedding_dim), got weight of shape ",
+                    weight.sym_sizes());
+  check_same_device(input, weight, "weight");
+  check_product_fits(input.sym_numel(), weight.sym_size(1), "the output");
+}
+
+void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
+                              const c10::SymInt& num_weights) {
+  check_index_tensor(input);
+  TORCH_CHECK_TYPE(grad_output.defined(), kOp, "grad_output is an undefined tensor");
+  TORCH_CHECK_TYPE(grad_output.layout() == at::kStrided, kOp,
+                   "grad_output must be a dense (strided) tensor, got layout ",
+                   grad_output.layout());
+  TORCH_CHECK_TYPE(is_supported_weight_dtype(grad_output.scalar_type()), kOp,
+                   "grad_output must be float32, float64, float16 or bfloat16, got grad_output "
+                   "of dtype ",
+                   grad_output.scalar_type());
+  check_same_device(input, grad_output, "grad_output");
+  bool shape_matches = grad_output.dim() == input.dim() + 1;
+  for (int64_t d = 0; shape_matches && d < input.dim(); ++d) {
+    shape_matches = grad_output.sym_size(d) == input.sym_size(d);
+  }
+  TORCH_CHECK_VALUE(shape_matches, kOp, "grad_output must have shape input.shape + (D,), got ",
+                    "grad_output of shape ", grad_output.sym_sizes(), " for input of shape ",
+                    input.sym_sizes());
+  if (const auto rows = num_weights.maybe_as_int()) {
+    TORCH_CHECK_VALUE(*rows >= 0, kOp, "num_weights must be >= 0, got num_weights=", *rows);
+  }
+  check_product_fits(num_weights, grad_output.sym_size(-1), "the weight gradient");
+}
+
+// Sufficient (and for two dims also necessary) for distinct addresses: ignoring dims of size
+// 1, each stride reaches past the whole extent of the dims with smaller strides.
+void check_writable_without_overlap(const at::Tensor& weight) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size) of dims with size > 1
+  for (int64_t d = 0; d < weight.dim(); ++d) {
+    if (weight.size(d) > 1) dims.emplace_back(weight.stride(d), weight.size(d));
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t extent = 1;  // elements spanned by the dims so far
+  bool distinct = true;
+  for (const auto& [stride, size] : dims) {
+    distinct = distinct && stride >= extent;
+    extent = stride * size;
+  }
+  TORCH_CHECK_VALUE(distinct, kOp, "max_norm renormalises weight in place, but weight (shape ",
+                    weight.sizes(), ", strides ", weight.strides(),
+                    ") may have several elements sharing memory");
+}
+
+void check_scale_arguments(const at::Tensor& x, double scale, const char* op) {
+  TORCH_CHECK_TYPE(x.defined(), "unit_scaling ", op, ": x is an undefined tensor");
+  TORCH_CHECK_VALUE(std::isfinite(scale), "unit_scaling ", op,
+                    ": scale must be finite, got scale=", scale);
+}
+
 [[noreturn]] void throw_bad_index(int64_t value, at::IntArrayRef shape, int64_t flat,
                                   int64_t num_rows) {
   TORCH_CHECK_INDEX(false, kOp, "index ", value, " at ", describe_position(shape, flat),
                     " is out of range for weight with ", num_rows, " rows (V = ", num_rows,
                     "); every index must satisfy 0 <= index < ", num_rows);
   std::abort();  // unreachable: TORCH_CHECK_INDEX(false, ...) always throws
-}
-
-}  // namespace
-
-int64_t check_settings(const EmbeddingSettings& settings, int64_t num_rows) {
-  TORCH_CHECK_VALUE(!settings.scale_grad_by_freq, kOp,
-                    "scale_grad_by_freq=True is not supported by unit scaling");
-  TORCH_CHECK_VALUE(!settings.sparse, kOp, "sparse=True is not supported by unit scaling");
-  // `!(x > 0)` also rejects NaN.
-  TORCH_CHECK_VALUE(!settings.max_norm || *settings.max_norm > 0, kOp,
-                    "max_norm must be > 0 (inf allowed), got max_norm=", *settings.max_norm);
-  TORCH_CHECK_VALUE(settings.norm_type > 0, kOp,
-                    "norm_type must be > 0 (inf allowed), got norm_type=", settings.norm_type);
-  if (!settings.padding_idx) return -1;
-  const int64_t padding_idx = *settings.padding_idx;
-  TORCH_CHECK_VALUE(padding_idx >= -num_rows && padding_idx < num_rows, kOp,
-                    "padding_idx=", padding_idx, " is out of range for weight with ", num_rows,
-                    " rows; expected ", -num_rows, " <= padding_idx < ", num_rows);
-  return padding_idx < 0 ? padding_idx + num_rows : padding_idx;
-}
-
-int64_t check_embedding_arguments(const at::Tensor& input, const at::Tensor& weight,
-                                  const EmbeddingSettings& settings) {
-  TORCH_CHECK_TYPE(input.defined(), kOp, "input is an undefined tensor");
-  TORCH_CHECK_TYPE(weight.defined(), kOp, "weight is an undefined tensor");
-  TORCH_CHECK_TYPE(input.layout() == at::kStrided, kOp,
-                   "input must be a dense (strided) tensor, got layout ", input.layout());
-  TORCH_CHECK_TYPE(weight.layout() == at::kStrided, kOp,
-                   "weight must be a dense (strided) tensor, got layout ", weight.layout());
-  TORCH_CHECK_TYPE(input.scalar_type() == at::kLong || input.scalar_type() == at::kInt, kOp,
-                   "input must hold int64 or int32 indices, got input of dtype ",
-                   input.scalar_type());
-  TORCH_CHECK_TYPE(is_supported_weight_dtype(weight.scalar_type()), kOp,
-                   "weight must be float32, float64, float16 or bfloat16, got weight of dtype ",
-                   weight.scalar_type());
-  TORCH_CHECK_VALUE(weight.dim() == 2, kOp,
-                    "weight must be 2-D (num_embeddings, embedding_dim), got weight of shape ",
-                    weight.sizes());
-  TORCH_CHECK_VALUE(input.device() == weight.device(), kOp, "input is on ", input.device(),
-                    " but weight is on ", weight.device(), "; both must be on the same device");
-  const int64_t num_rows = weight.size(0);
-  const int64_t padding_row = check_settings(settings, num_rows);
-  const int64_t count = input.numel();
-  const int64_t dim = weight.size(1);
-  TORCH_CHECK_VALUE(count == 0 || dim <= std::numeric_limits<int64_t>::max() / count, kOp,
-                    "the output would have ", count, " x ", dim,
-                    " elements, which overflows int64 (input of shape ", input.sizes(), ")");
-  if (settings.max_norm) {
-    TORCH_CHECK_VALUE(at::has_internal_overlap(weight) != at::MemOverlap::Yes, kOp,
-                      "max_norm renormalises weight in place, but weight (strides ",
-                      weight.strides(), ") has several elements sharing memory");
-  }
-  return padding_row;
 }
 
 void check_indices_in_range(const at::Tensor& indices, int64_t num_rows) {

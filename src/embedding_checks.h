@@ -1,34 +1,56 @@
-// Argument validation of unit-scaled embedding. Every check runs before anything is written,
-// which is what makes the operation atomic. Errors use the c10 classes that PyTorch maps onto
-// Python's IndexError / ValueError / TypeError, and each message names the argument.
+// Argument validation of every unit_scaling operator. Each operator checks its own arguments
+// before it allocates anything sized by them or writes anything, which is what makes the
+// operations atomic. Errors use the c10 classes that PyTorch maps onto Python's IndexError /
+// ValueError / TypeError, and each message names the argument and the bad value.
+// The checks read only metadata (dtype, layout, sizes, devices) and accept symbolic sizes
+// (FakeTensor / torch.compile); the index values are checked by check_indices_in_range or,
+// on CPU, inside the kernel that reads them.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <torch/nn/options/embedding.h>
 
 #include <optional>
 
 namespace unit_scaling::detail {
 
-// The option values, shared by the functional form and the module.
-struct EmbeddingSettings {
-  std::optional<int64_t> padding_idx;
-  std::optional<double> max_norm;
-  double norm_type = 2.0;
-  bool scale_grad_by_freq = false;
-  bool sparse = false;
-};
+using EmbeddingFuncOptions = torch::nn::functional::EmbeddingFuncOptions;
 
-// Checks the options against a table of num_rows rows (ValueError) and returns padding_idx
-// wrapped into [0, num_rows), or -1 when there is none.
-int64_t check_settings(const EmbeddingSettings& settings, int64_t num_rows);
+// The functional options of a module's options (the fields they share).
+EmbeddingFuncOptions func_options_of(const torch::nn::EmbeddingOptions& options);
 
-// Checks dtypes, layouts, shapes and devices of input and weight, the options and the output
-// size (everything but the index values). Returns the wrapped padding row (-1 if none).
-int64_t check_embedding_arguments(const at::Tensor& input, const at::Tensor& weight,
-                                  const EmbeddingSettings& settings);
+// scale_grad_by_freq and sparse are unsupported; max_norm (if set) and norm_type must be > 0.
+void check_options(const EmbeddingFuncOptions& options);
+
+// The padding row: padding_idx wrapped into [0, num_rows), -1 when there is none. ValueError
+// unless -num_rows <= padding_idx < num_rows.
+int64_t padding_row(std::optional<int64_t> padding_idx, int64_t num_rows);
+
+// check_options + padding_row for a table of num_rows rows (the modules' constructors).
+int64_t check_settings(const EmbeddingFuncOptions& options, int64_t num_rows);
+
+// input of embedding / lookup / renorm and weight: int32/int64 strided indices; a strided 2-D
+// float32/float64/float16/bfloat16 table; same device; an output size that fits int64.
+void check_input_and_weight(const at::Tensor& input, const at::Tensor& weight);
+
+// Arguments of embedding_backward: input as above, grad_output a strided floating tensor of
+// shape input.shape + (D,) on input's device, num_weights >= 0, num_weights x D fits int64.
+void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
+                              const c10::SymInt& num_weights);
+
+// ValueError unless weight's elements provably occupy distinct memory (max_norm writes rows in
+// parallel); at::has_internal_overlap answers "too hard" for some overlapping layouts.
+void check_writable_without_overlap(const at::Tensor& weight);
+
+// A finite scale for scale_fwd / scale_bwd, and a defined tensor.
+void check_scale_arguments(const at::Tensor& x, double scale, const char* op);
 
 // IndexError unless every value of `indices` (contiguous, checked dtype) is in [0, num_rows);
 // the message names the first bad value, its position in the input and num_rows.
 void check_indices_in_range(const at::Tensor& indices, int64_t num_rows);
+
+// The IndexError of a bad index value at flat position `flat` of an input of shape `shape`.
+[[noreturn]] void throw_bad_index(int64_t value, at::IntArrayRef shape, int64_t flat,
+                                  int64_t num_rows);
 
 }  // namespace unit_scaling::detail

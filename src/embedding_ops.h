@@ -9,6 +9,10 @@
 
 namespace unit_scaling::detail {
 
+// s = sqrt(num_rows / count): the unit scale of a gradient summed from `count` unit-normal rows
+// spread over num_rows rows. count == 0 has no gradient at all; it returns 0.
+double unit_scale(int64_t num_rows, int64_t count);
+
 // Lookup; validates the index values (IndexError) before producing anything.
 at::Tensor embedding_lookup(const at::Tensor& input, const at::Tensor& weight,
                             std::optional<int64_t> padding_idx);
@@ -18,7 +22,8 @@ at::Tensor embedding_backward(const at::Tensor& grad_output, const at::Tensor& i
                               int64_t num_weights, std::optional<int64_t> padding_idx);
 
 // The gradient with an explicit scale: scale * scatter-sum of grad_output rows into num_weights
-// rows, positions equal to padding_row (if >= 0) dropped. Indices must be valid.
+// rows, positions equal to padding_row (if >= 0) dropped. Validates the index values
+// (IndexError) before allocating or writing; the other arguments must have been checked.
 at::Tensor scaled_embedding_backward(const at::Tensor& grad_output, const at::Tensor& indices,
                                      int64_t num_weights, int64_t padding_row, double scale);
 

@@ -7,17 +7,11 @@ namespace unit_scaling::functional {
 
 at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight,
                      const EmbeddingFuncOptions& options) {
-  return embedding(input, weight, options.padding_idx(), options.max_norm(), options.norm_type(),
-                   options.scale_grad_by_freq(), options.sparse());
-}
-
-at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight,
-                     std::optional<int64_t> padding_idx, std::optional<double> max_norm,
-                     double norm_type, bool scale_grad_by_freq, bool sparse) {
   std::optional<c10::SymInt> padding;
-  if (padding_idx) padding = c10::SymInt(*padding_idx);
-  return detail::embedding_op().call(input, weight, padding, max_norm, norm_type,
-                                     scale_grad_by_freq, sparse);
+  if (options.padding_idx()) padding = c10::SymInt(*options.padding_idx());
+  return detail::embedding_op().call(input, weight, padding, options.max_norm(),
+                                     options.norm_type(), options.scale_grad_by_freq(),
+                                     options.sparse());
 }
 
 }  // namespace unit_scaling::functional

@@ -4,6 +4,7 @@
 #include <torch/library.h>
 #include <unit_scaling/scale.h>
 
+#include "embedding_checks.h"
 #include "operators.h"
 
 namespace unit_scaling {
@@ -23,8 +24,14 @@ const c10::TypedOperatorHandle<ScaleSignature>& scale_bwd_op() {
   return handle;
 }
 
-at::Tensor scale_fwd_kernel(const at::Tensor& x, double scale) { return x * scale; }
-at::Tensor scale_bwd_kernel(const at::Tensor& x, double /*scale*/) { return x.clone(); }
+at::Tensor scale_fwd_kernel(const at::Tensor& x, double scale) {
+  detail::check_scale_arguments(x, scale, "scale_fwd");
+  return x * scale;
+}
+at::Tensor scale_bwd_kernel(const at::Tensor& x, double scale) {
+  detail::check_scale_arguments(x, scale, "scale_bwd");
+  return x.clone();
+}
 
 // Forward x * scale; the gradient passes through unchanged.
 class ScaleForwardOnly : public torch::autograd::Function<ScaleForwardOnly> {
@@ -60,9 +67,16 @@ at::Tensor scale_bwd_autograd(const at::Tensor& x, double scale) {
 
 }  // namespace
 
-at::Tensor scale_fwd(const at::Tensor& x, double scale) { return scale_fwd_op().call(x, scale); }
+// The dispatcher rejects an undefined tensor with a generic error; check first.
+at::Tensor scale_fwd(const at::Tensor& x, double scale) {
+  detail::check_scale_arguments(x, scale, "scale_fwd");
+  return scale_fwd_op().call(x, scale);
+}
 
-at::Tensor scale_bwd(const at::Tensor& x, double scale) { return scale_bwd_op().call(x, scale); }
+at::Tensor scale_bwd(const at::Tensor& x, double scale) {
+  detail::check_scale_arguments(x, scale, "scale_bwd");
+  return scale_bwd_op().call(x, scale);
+}
 
 }  // namespace unit_scaling
 

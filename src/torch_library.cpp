@@ -20,17 +20,25 @@
 namespace unit_scaling::detail {
 namespace {
 
+// Runs on FakeTensors too (torch.compile decomposes this op): only metadata is read, and sizes
+// stay symbolic. V is made concrete only when padding_idx needs a range check and a wrap;
+// the token count and the batch shape are never guarded on.
 at::Tensor embedding_composite(const at::Tensor& input, const at::Tensor& weight,
                                std::optional<c10::SymInt> padding_idx,
                                std::optional<double> max_norm, double norm_type,
                                bool scale_grad_by_freq, bool sparse) {
-  std::optional<int64_t> padding;
-  if (padding_idx) padding = padding_idx->guard_int(__FILE__, __LINE__);
-  const int64_t padding_row = check_embedding_arguments(
-      input, weight, {padding, max_norm, norm_type, scale_grad_by_freq, sparse});
-  if (max_norm) renorm_op().call(weight, input, *max_norm, norm_type);
+  check_input_and_weight(input, weight);
+  check_options(EmbeddingFuncOptions()
+                    .max_norm(max_norm)
+                    .norm_type(norm_type)
+                    .scale_grad_by_freq(scale_grad_by_freq)
+                    .sparse(sparse));
   std::optional<c10::SymInt> row;
-  if (padding_row >= 0) row = c10::SymInt(padding_row);
+  if (padding_idx) {
+    const int64_t num_rows = weight.sym_size(0).guard_int(__FILE__, __LINE__);
+    row = c10::SymInt(padding_row(padding_idx->guard_int(__FILE__, __LINE__), num_rows));
+  }
+  if (max_norm) renorm_op().call(weight, input, *max_norm, norm_type);
   return lookup_op().call(input, weight, row);
 }
 

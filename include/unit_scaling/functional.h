@@ -7,6 +7,7 @@
 #include <torch/nn/options/embedding.h>
 
 #include <optional>
+#include <type_traits>
 
 namespace unit_scaling::functional {
 
@@ -32,9 +33,24 @@ using EmbeddingFuncOptions = torch::nn::functional::EmbeddingFuncOptions;
 at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight,
                      const EmbeddingFuncOptions& options = {});
 
-// Positional form mirroring the Python signature of unit_scaling.functional.embedding.
-at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight,
-                     std::optional<int64_t> padding_idx, std::optional<double> max_norm = {},
-                     double norm_type = 2.0, bool scale_grad_by_freq = false, bool sparse = false);
+// Positional form mirroring the Python signature of unit_scaling.functional.embedding:
+//   embedding(input, weight, /*padding_idx=*/0, /*max_norm=*/1.0, /*norm_type=*/2.0).
+// A template on its third argument so that `embedding(input, weight, {})` picks the options
+// overload (a non-template wins a tie), while `embedding(input, weight, {}, 1.0)` still means
+// "no padding_idx" (a braced list deduces nothing, so the default type applies).
+template <typename PaddingIdx = std::optional<int64_t>,
+          typename = std::enable_if_t<std::is_convertible_v<PaddingIdx, std::optional<int64_t>> &&
+                                      !std::is_same_v<std::decay_t<PaddingIdx>, bool>>>
+at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight, PaddingIdx padding_idx,
+                     std::optional<double> max_norm = {}, double norm_type = 2.0,
+                     bool scale_grad_by_freq = false, bool sparse = false) {
+  return functional::embedding(input, weight,  // qualified: no ADL into torch::nn::functional
+                               EmbeddingFuncOptions()
+                                   .padding_idx(std::optional<int64_t>(padding_idx))
+                                   .max_norm(max_norm)
+                                   .norm_type(norm_type)
+                                   .scale_grad_by_freq(scale_grad_by_freq)
+                                   .sparse(sparse));
+}
 
 }  // namespace unit_scaling::functional

@@ -4,6 +4,7 @@ from typing import Any, Optional
 from torch import Tensor, nn
 
 from . import functional as F
+from ._parameter import tag_parameter
 
 __all__ = ["Embedding"]
 
@@ -15,6 +16,10 @@ class Embedding(nn.Embedding):
     Constructor arguments and ``from_pretrained`` are those of ``unit_scaling.Embedding`` (and
     ``torch.nn.Embedding``). ``scale_grad_by_freq`` and ``sparse`` raise ``ValueError`` here,
     at construction, rather than at the first forward.
+
+    The weight is a plain ``nn.Parameter`` tagged with the reference library's u-μP metadata
+    (``mup_type="weight"``, ``mup_scaling_depth=None``), so ``unit_scaling.optim`` accepts it;
+    the tags survive ``deepcopy``, pickling and ``torch.save`` / ``torch.load``.
     """
 
     def __init__(
@@ -47,6 +52,7 @@ class Embedding(nn.Embedding):
             device=device,
             dtype=dtype,
         )
+        tag_parameter(self.weight, "weight")
 
     def forward(self, input: Tensor) -> Tensor:
         return F.embedding(

@@ -3,13 +3,14 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/custom_function.h>
-#include <torch/nn/init.h>
 #include <unit_scaling/distributed/vocab_parallel_embedding.h>
 
-#include <cmath>
+#include <exception>
+#include <torch/csrc/distributed/c10d/Types.hpp>
 
 #include "embedding_checks.h"
 #include "embedding_ops.h"
+#include "embedding_table.h"
 #include "operators.h"
 
 namespace unit_scaling::distributed {
@@ -46,6 +47,12 @@ class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    // The backward runs the kernel directly (not a differentiable operator), so a graph of it
+    // would be silently wrong: refuse create_graph=true (the engine enables grad mode for it).
+    TORCH_CHECK_NOT_IMPLEMENTED(
+        !at::GradMode::is_enabled(),
+        "unit_scaling vocab-parallel embedding: double backward (create_graph=true) is not "
+        "supported; the single-device unit_scaling::nn::Embedding supports it");
     const at::Tensor indices = ctx->get_saved_variables()[0];
     const int64_t rows = ctx->saved_data["rows"].toInt();
     const at::Tensor with_extra_row = detail::scaled_embedding_backward(
@@ -58,11 +65,6 @@ class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup
             at::Tensor()};
   }
 };
-
-detail::EmbeddingSettings settings_of(const torch::nn::EmbeddingOptions& options) {
-  return {options.padding_idx(), options.max_norm(), options.norm_type(),
-          options.scale_grad_by_freq(), options.sparse()};
-}
 
 }  // namespace
 
@@ -92,7 +94,8 @@ void VocabParallelEmbeddingImpl::reset() {
   const int64_t dim = options.embedding.embedding_dim();
   TORCH_CHECK_VALUE(num_rows >= 0 && dim >= 0, "VocabParallelEmbedding: num_embeddings=", num_rows,
                     " and embedding_dim=", dim, " must be >= 0");
-  const int64_t padding_row = detail::check_settings(settings_of(options.embedding), num_rows);
+  const int64_t padding_row =
+      detail::check_settings(detail::func_options_of(options.embedding), num_rows);
   if (padding_row >= 0) options.embedding.padding_idx(padding_row);
   const ShardRange range = shard();
   if (options.embedding._weight().defined()) {
@@ -100,14 +103,9 @@ void VocabParallelEmbeddingImpl::reset() {
                       "VocabParallelEmbedding: _weight of shape ",
                       options.embedding._weight().sizes(), " is not this rank's shard (",
                       range.size(), ", ", dim, ")");
-    weight = register_parameter("weight", options.embedding._weight());
-    return;
   }
-  weight = register_parameter("weight", torch::empty({range.size(), dim}));
-  torch::NoGradGuard no_grad;
-  torch::nn::init::normal_(weight, 0.0, 1.0);
-  if (padding_row >= range.begin && padding_row < range.end)
-    weight[padding_row - range.begin].fill_(0);
+  weight = detail::register_table(*this, weight, options.embedding, range.size(),
+                                  padding_row >= 0 ? padding_row - range.begin : -1);
 }
 
 void VocabParallelEmbeddingImpl::pretty_print(std::ostream& stream) const {
@@ -119,17 +117,57 @@ void VocabParallelEmbeddingImpl::pretty_print(std::ostream& stream) const {
          << options.process_group->getSize() << ")";
 }
 
+// One all-reduce (MAX) of five integers: [this rank failed, N, h, -N, -h], with h a
+// position-weighted checksum of the indices (wrapping int64 arithmetic). After it every rank
+// knows whether any rank failed and whether all N and h agree.
+void VocabParallelEmbeddingImpl::check_inputs_agree(const at::Tensor& valid_indices,
+                                                    at::IntArrayRef shape) const {
+  int64_t count = 0;
+  int64_t checksum = 0;
+  if (valid_indices.defined()) {
+    count = valid_indices.numel();
+    const at::Tensor flat = valid_indices.reshape({-1});
+    checksum = (flat * at::arange(1, count + 1, flat.options()) + flat).sum().item<int64_t>();
+    for (const int64_t size : shape) checksum = checksum * 31 + size;
+  }
+  const auto code = static_cast<uint64_t>(checksum) >> 1;  // keep -h representable
+  at::Tensor summary = at::tensor({valid_indices.defined() ? int64_t{0} : int64_t{1}, count,
+                                   static_cast<int64_t>(code), -count, -static_cast<int64_t>(code)},
+                                  at::kLong);
+  std::vector<at::Tensor> tensors{summary};
+  c10d::AllreduceOptions reduce;
+  reduce.reduceOp = c10d::ReduceOp::MAX;
+  options.process_group->allreduce(tensors, reduce)->wait();
+  const auto v = summary.accessor<int64_t, 1>();
+  if (!valid_indices.defined()) return;  // the caller rethrows its own error
+  TORCH_CHECK_VALUE(v[0] == 0, "unit_scaling vocab-parallel embedding: the input of another rank ",
+                    "of the group failed validation (that rank raised the error); every rank ",
+                    "must be given the same, valid input");
+  TORCH_CHECK_VALUE(v[1] == -v[3] && v[2] == -v[4],
+                    "unit_scaling vocab-parallel embedding: ranks were given different inputs; ",
+                    "every rank of the group must be given the same input (rank ",
+                    options.process_group->getRank(), " has ", count, " indices)");
+}
+
 at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
-  // Validation first and identically on every rank (same input, same global V): a bad call
-  // raises the same error everywhere before any collective, so no rank is left waiting.
+  // Every rank validates its input, then one small all-reduce tells every rank whether all
+  // inputs were valid and identical. A bad or differing input on any rank therefore raises on
+  // every rank, before the lookup's collective, instead of leaving the others waiting in it.
   const int64_t num_rows = options.embedding.num_embeddings();
-  auto local_settings = settings_of(options.embedding);
-  local_settings.padding_idx.reset();
-  detail::check_embedding_arguments(input, weight, local_settings);
-  const int64_t padding_row = detail::check_settings(settings_of(options.embedding), num_rows);
-  const at::Tensor contiguous = input.contiguous();
-  detail::check_indices_in_range(contiguous, num_rows);
-  const at::Tensor indices = contiguous.to(at::kLong);
+  int64_t padding_row = -1;
+  at::Tensor indices;
+  std::exception_ptr local_error;
+  try {
+    detail::check_input_and_weight(input, weight);
+    padding_row = detail::check_settings(detail::func_options_of(options.embedding), num_rows);
+    const at::Tensor contiguous = input.contiguous();
+    detail::check_indices_in_range(contiguous, num_rows);
+    indices = contiguous.to(at::kLong);
+  } catch (const c10::Error&) {
+    local_error = std::current_exception();
+  }
+  check_inputs_agree(local_error ? at::Tensor() : indices, input.sizes());
+  if (local_error) std::rethrow_exception(local_error);
 
   const ShardRange range = shard();
   const at::Tensor owned = indices.ge(range.begin).logical_and_(indices.lt(range.end));
@@ -141,9 +179,7 @@ at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
   at::Tensor contributing = owned;
   if (padding_row >= 0) contributing = owned.logical_and(indices.ne(padding_row));
   const at::Tensor backward_indices = at::where(contributing, local, range.size());
-  const int64_t count = indices.numel();
-  const double scale =
-      count == 0 ? 0.0 : std::sqrt(static_cast<double>(num_rows) / static_cast<double>(count));
+  const double scale = detail::unit_scale(num_rows, indices.numel());
   return VocabParallelLookup::apply(weight, local, owned, backward_indices, scale,
                                     options.process_group);
 }

@@ -24,37 +24,6 @@ namespace {
 
 using detail::Element;
 
-// Positions grouped by row: positions[start[r] .. start[r + 1]) are the p with indices[p] == r.
-struct RowGroups {
-  std::vector<int64_t> start;
-  std::vector<int64_t> positions;
-
-  int64_t uses(int64_t row) const {
-    return start[static_cast<size_t>(row) + 1] - start[static_cast<size_t>(row)];
-  }
-};
-
-template <typename Index>
-RowGroups group_by_row(const Index* indices, int64_t count, int64_t num_rows, int64_t padding_idx) {
-  RowGroups groups;
-  groups.start.assign(static_cast<size_t>(num_rows) + 1, 0);
-  for (int64_t p = 0; p < count; ++p) {
-    const int64_t r = indices[p];
-    if (r != padding_idx) ++groups.start[static_cast<size_t>(r) + 1];
-  }
-  for (size_t r = 0; r < static_cast<size_t>(num_rows); ++r) {
-    groups.start[r + 1] += groups.start[r];
-  }
-  groups.positions.resize(static_cast<size_t>(groups.start.back()));
-  std::vector<int64_t> cursor(groups.start.begin(), groups.start.end() - 1);
-  for (int64_t p = 0; p < count; ++p) {
-    const int64_t r = indices[p];
-    if (r != padding_idx)
-      groups.positions[static_cast<size_t>(cursor[static_cast<size_t>(r)]++)] = p;
-  }
-  return groups;
-}
-
 // Rows [row_begin, row_end) restricted to columns [col_begin, col_end).
 struct Task {
   int64_t row_begin, row_end, col_begin, col_end;
@@ -157,15 +126,37 @@ void run_task(const Task& task, const RowGroups& groups, const T* grad, int64_t 
 
 }  // namespace
 
-void scaled_embedding_backward(DType dtype, IndexType type, const void* grad_out,
-                               const void* indices, int64_t count, int64_t num_rows, int64_t dim,
-                               int64_t padding_idx, double scale, void* grad_weight,
-                               const Executor& executor) {
-  if (num_rows == 0 || dim == 0) return;
-  const RowGroups groups = detail::with_index_type(type, [&](auto tag) {
+int64_t group_positions_by_row(IndexArray indices, int64_t num_rows, int64_t padding_row,
+                               RowGroups& groups) {
+  return detail::with_index_type(indices.type, [&](auto tag) -> int64_t {
     using Index = typename decltype(tag)::type;
-    return group_by_row(static_cast<const Index*>(indices), count, num_rows, padding_idx);
+    const auto* idx = static_cast<const Index*>(indices.data);
+    const auto limit = static_cast<uint64_t>(num_rows);
+    groups.start.assign(static_cast<size_t>(num_rows) + 1, 0);
+    for (int64_t p = 0; p < indices.count; ++p) {
+      const int64_t r = idx[p];
+      // One unsigned compare catches negative indices too.
+      if (static_cast<uint64_t>(r) >= limit) return p;
+      if (r != padding_row) ++groups.start[static_cast<size_t>(r) + 1];
+    }
+    for (size_t r = 0; r < static_cast<size_t>(num_rows); ++r) {
+      groups.start[r + 1] += groups.start[r];
+    }
+    groups.positions.resize(static_cast<size_t>(groups.start.back()));
+    std::vector<int64_t> cursor(groups.start.begin(), groups.start.end() - 1);
+    for (int64_t p = 0; p < indices.count; ++p) {
+      const int64_t r = idx[p];
+      if (r != padding_row)
+        groups.positions[static_cast<size_t>(cursor[static_cast<size_t>(r)]++)] = p;
+    }
+    return -1;
   });
+}
+
+void write_scaled_gradient(DType dtype, const RowGroups& groups, const void* grad_out, int64_t dim,
+                           double scale, void* grad_weight, const Executor& executor) {
+  const auto num_rows = static_cast<int64_t>(groups.start.size()) - 1;
+  if (num_rows <= 0 || dim == 0) return;
   const std::vector<Task> tasks = plan_tasks(groups, num_rows, dim, executor.num_threads);
   const auto task_count = static_cast<int64_t>(tasks.size());
   const int64_t workers = std::min<int64_t>(std::max(1, executor.num_threads), task_count);

@@ -16,7 +16,12 @@ enum class DType { kFloat32, kFloat64, kFloat16, kBFloat16 };
 // Index formats of the lookups.
 enum class IndexType { kInt32, kInt64 };
 
-size_t element_size(DType dtype);
+// N lookups: indices[0, count) stored as `type`.
+struct IndexArray {
+  IndexType type;
+  const void* data;
+  int64_t count;
+};
 
 // A 2-D view: element (r, c) lives at data + r * row_stride + c * col_stride.
 struct ConstMatrix {
@@ -52,14 +57,30 @@ void renorm_rows(DType dtype, MutableMatrix weight, const std::vector<int64_t>& 
 void gather_rows(size_t element_bytes, ConstMatrix weight, IndexType type, const void* indices,
                  int64_t count, void* out, const Executor& executor);
 
-// Unit-scaled weight gradient, written in full to grad_weight (num_rows x dim, contiguous):
-//   grad_weight[r, :] = round(scale * sum_{p : indices[p] == r, r != padding_idx} grad_out[p, :])
-// grad_out is count x dim, contiguous. padding_idx < 0 means none. Positions are grouped by row
-// with a counting sort, each row is summed in ascending position order in float32 (float64 for
-// double), scaled once and rounded once; so the result does not depend on the thread count.
-void scaled_embedding_backward(DType dtype, IndexType type, const void* grad_out,
-                               const void* indices, int64_t count, int64_t num_rows, int64_t dim,
-                               int64_t padding_idx, double scale, void* grad_weight,
-                               const Executor& executor);
+// Lookup positions grouped by row: positions[start[r] .. start[r + 1]) are the p with
+// indices[p] == r, ascending.
+struct RowGroups {
+  std::vector<int64_t> start;
+  std::vector<int64_t> positions;
+
+  int64_t uses(int64_t row) const {
+    return start[static_cast<size_t>(row) + 1] - start[static_cast<size_t>(row)];
+  }
+};
+
+// Counting sort of the positions by row in O(N + V), skipping positions whose index is
+// padding_row (< 0: none). The same pass validates the indices: returns the first position
+// whose index lies outside [0, num_rows) (groups is then incomplete), or -1 if all are valid.
+int64_t group_positions_by_row(IndexArray indices, int64_t num_rows, int64_t padding_row,
+                               RowGroups& groups);
+
+// The unit-scaled weight gradient from grouped positions, written in full to grad_weight
+// (num_rows x dim, contiguous):
+//   grad_weight[r, :] = round(scale * sum_{p in group r} grad_out[p, :])
+// grad_out is N x dim, contiguous. Each row is summed in ascending position order in float32
+// (float64 for double), scaled once and rounded once; so the result does not depend on the
+// thread count.
+void write_scaled_gradient(DType dtype, const RowGroups& groups, const void* grad_out, int64_t dim,
+                           double scale, void* grad_weight, const Executor& executor);
 
 }  // namespace unit_scaling::kernels

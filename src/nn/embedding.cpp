@@ -1,21 +1,13 @@
 #include <c10/util/Exception.h>
-#include <torch/nn/init.h>
 #include <unit_scaling/functional.h>
 #include <unit_scaling/nn/embedding.h>
 
 #include <utility>
 
 #include "embedding_checks.h"
+#include "embedding_table.h"
 
 namespace unit_scaling::nn {
-namespace {
-
-detail::EmbeddingSettings settings_of(const EmbeddingOptions& options) {
-  return {options.padding_idx(), options.max_norm(), options.norm_type(),
-          options.scale_grad_by_freq(), options.sparse()};
-}
-
-}  // namespace
 
 EmbeddingImpl::EmbeddingImpl(EmbeddingOptions options_) : options(std::move(options_)) {
   reset();  // NOLINT(clang-analyzer-optin.cplusplus.VirtualCall)
@@ -27,24 +19,19 @@ void EmbeddingImpl::reset() {
                     "unit_scaling::nn::Embedding: num_embeddings and embedding_dim must be >= 0, "
                     "got num_embeddings=",
                     num_rows, ", embedding_dim=", options.embedding_dim());
-  const int64_t padding_row = detail::check_settings(settings_of(options), num_rows);
+  const int64_t padding_row = detail::check_settings(detail::func_options_of(options), num_rows);
   if (padding_row >= 0) options.padding_idx(padding_row);
   if (options._weight().defined()) {
     TORCH_CHECK_VALUE(
         options._weight().sizes() == at::IntArrayRef({num_rows, options.embedding_dim()}),
         "unit_scaling::nn::Embedding: _weight of shape ", options._weight().sizes(),
         " does not match num_embeddings=", num_rows, ", embedding_dim=", options.embedding_dim());
-    weight = register_parameter("weight", options._weight());
-  } else {
-    weight = register_parameter("weight", torch::empty({num_rows, options.embedding_dim()}));
-    reset_parameters();
   }
+  weight = detail::register_table(*this, weight, options, num_rows, padding_row);
 }
 
 void EmbeddingImpl::reset_parameters() {
-  torch::NoGradGuard no_grad;
-  torch::nn::init::normal_(weight, /*mean=*/0.0, /*std=*/1.0);
-  if (options.padding_idx()) weight[*options.padding_idx()].fill_(0);
+  detail::init_table(weight, options.padding_idx().value_or(-1));
 }
 
 void EmbeddingImpl::pretty_print(std::ostream& stream) const {
@@ -57,8 +44,7 @@ void EmbeddingImpl::pretty_print(std::ostream& stream) const {
 }
 
 at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
-  return functional::embedding(indices, weight, options.padding_idx(), options.max_norm(),
-                               options.norm_type());
+  return functional::embedding(indices, weight, detail::func_options_of(options));
 }
 
 Embedding Embedding::from_pretrained(const at::Tensor& embeddings,

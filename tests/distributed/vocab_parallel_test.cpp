@@ -59,6 +59,47 @@ int run_child(const std::string& scenario, int rank, int world, const std::strin
     return 1;
   }
 
+  if (scenario == "bad_index_on_one_rank" || scenario == "different_inputs") {
+    // Only the last rank's input is off; every rank must raise (nobody waits for the others).
+    const bool at_fault = rank == world - 1;
+    if (at_fault && scenario == "bad_index_on_one_rank") input[2][3] = kRows + 5;
+    if (at_fault && scenario == "different_inputs")
+      input[2][3] = (input[2][3].item<int64_t>() + 1) % kRows;
+    const bool expect_error = scenario == "bad_index_on_one_rank" || world > 1;
+    try {
+      module(input);
+    } catch (const c10::IndexError& error) {  // the rank whose index is bad
+      return at_fault &&
+                     std::string(error.what()).find("index 42 at input[2, 3]") != std::string::npos
+                 ? 0
+                 : 1;
+    } catch (const c10::ValueError& error) {
+      const std::string message = error.what();
+      const bool named = message.find("another rank") != std::string::npos ||
+                         message.find("ranks were given different inputs") != std::string::npos;
+      return named && expect_error ? 0 : 1;
+    }
+    return expect_error ? 1 : 0;
+  }
+  if (scenario == "clone_and_double_backward") {
+    // A clone is a deep, independent copy that keeps requires_grad.
+    module->weight.set_requires_grad(false);
+    auto copy = std::dynamic_pointer_cast<dist::VocabParallelEmbeddingImpl>(module->clone());
+    bool ok = copy && copy->weight.data_ptr() != module->weight.data_ptr() &&
+              !copy->weight.requires_grad() && !module->weight.requires_grad() &&
+              same_bits(copy->weight, module->weight);
+    module->weight.set_requires_grad(true);
+    // Double backward is refused with a clear NotImplementedError on every rank.
+    const auto out = module(input);
+    try {
+      torch::autograd::grad({out}, {module->weight}, {grad_out}, true, /*create_graph=*/true);
+      ok = false;
+    } catch (const c10::NotImplementedError& error) {
+      ok = ok && std::string(error.what()).find("double backward") != std::string::npos;
+    }
+    return ok ? 0 : 1;
+  }
+
   auto reference_weight = full.clone().requires_grad_();
   const auto reference = unit_scaling::functional::embedding(
       input, reference_weight, options.padding_idx(), options.max_norm(), options.norm_type());
@@ -125,7 +166,9 @@ TEST_P(VocabParallel, MatchesTheSingleProcessOpForOneToFourRanks) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Scenarios, VocabParallel,
-                         ::testing::Values("plain", "padding", "max_norm", "bad_index"));
+                         ::testing::Values("plain", "padding", "max_norm", "bad_index",
+                                           "bad_index_on_one_rank", "different_inputs",
+                                           "clone_and_double_backward"));
 
 TEST(VocabParallelSplit, RowsAreContiguousAndCoverTheTable) {
   for (int64_t world = 1; world <= 5; ++world) {

@@ -1,17 +1,23 @@
 // libFuzzer target: bytes -> shapes, dtypes, index values, options and a gradient; then forward
-// and backward. Invariant: either a c10::Error is thrown and the weight is bit-for-bit
-// unchanged, or the output equals a float64 reference lookup (of the renormed weight, itself
-// checked against torch::embedding_renorm_) and the gradient matches a float64 reference
-// within the accumulation-type tolerance. Any violation aborts, which libFuzzer reports.
+// and backward through the public op, or one registered operator called directly (as
+// torch.ops.unit_scaling.* can be: embedding_backward, embedding_lookup, embedding_renorm_ on
+// arbitrary strides, scale_fwd/scale_bwd), each with its own invariant. Invariant: either a
+// c10::Error is thrown and the weight is bit-for-bit unchanged, or the output equals a float64
+// reference lookup (of the renormed weight, itself checked against torch::embedding_renorm_) and
+// the gradient matches a float64 reference within the accumulation-type tolerance. Any violation
+// aborts, which libFuzzer reports.
 #include <fuzzer/FuzzedDataProvider.h>
 #include <torch/torch.h>
 #include <unit_scaling/functional.h>
+#include <unit_scaling/scale.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+
+#include "operators.h"
 
 namespace {
 
@@ -47,10 +53,155 @@ double pick_double(FuzzedDataProvider& data, std::initializer_list<double> speci
   return data.ConsumeFloatingPointInRange<double>(-4.0, 4.0);
 }
 
+// Indices of `shape` drawn mostly in [0, rows), sometimes extreme or out of range.
+at::Tensor fuzz_indices(FuzzedDataProvider& data, const std::vector<int64_t>& shape, int64_t rows,
+                        at::ScalarType type) {
+  at::Tensor input = torch::empty(shape, at::kLong);
+  auto flat = input.view({-1});
+  for (int64_t i = 0; i < flat.numel(); ++i) {
+    int64_t value = rows > 0 ? data.ConsumeIntegralInRange<int64_t>(0, rows - 1) : 0;
+    if (data.ConsumeIntegralInRange<int>(0, 15) == 0) {
+      value = pick<int64_t>(data, {std::numeric_limits<int64_t>::min(), -1, rows - 1, rows,
+                                   std::numeric_limits<int64_t>::max()});
+    }
+    flat[i] = value;
+  }
+  if (type == at::kInt) {
+    input = input.clamp(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
+  }
+  return input.to(type);
+}
+
+std::vector<int64_t> fuzz_shape(FuzzedDataProvider& data) {
+  std::vector<int64_t> shape;
+  const int rank = data.ConsumeIntegralInRange<int>(0, 3);
+  for (int d = 0; d < rank; ++d) shape.push_back(data.ConsumeIntegralInRange<int64_t>(0, 5));
+  return shape;
+}
+
+bool all_in_range(const at::Tensor& indices, int64_t rows) {
+  const at::Tensor flat = indices.to(at::kLong).reshape({-1});
+  return flat.numel() == 0 || (flat.ge(0).all().item<bool>() && flat.lt(rows).all().item<bool>());
+}
+
+// embedding_backward called directly: any grad_output shape/dtype, num_weights, padding.
+void fuzz_backward_operator(FuzzedDataProvider& data) {
+  const int64_t rows = data.ConsumeIntegralInRange<int64_t>(-2, 30);
+  const int64_t dim = data.ConsumeIntegralInRange<int64_t>(0, 6);
+  const auto index_type = pick(data, {at::kLong, at::kInt, at::kFloat, at::kShort});
+  const auto shape = fuzz_shape(data);
+  const at::Tensor input = fuzz_indices(data, shape, rows, index_type);
+  std::vector<int64_t> grad_shape = shape;
+  grad_shape.push_back(dim);
+  if (data.ConsumeIntegralInRange<int>(0, 7) == 0) grad_shape.erase(grad_shape.begin());
+  if (data.ConsumeIntegralInRange<int>(0, 7) == 0 && !grad_shape.empty()) grad_shape[0] += 1;
+  const auto grad_type =
+      pick(data, {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16, at::kByte, at::kLong});
+  const at::Tensor grad = torch::randn(grad_shape, at::kDouble).to(grad_type);
+  std::optional<c10::SymInt> padding;
+  int64_t pad = -1;
+  if (data.ConsumeBool()) {
+    pad = pick<int64_t>(data, {-rows - 1, -rows, -1, 0, rows - 1, rows});
+    padding = c10::SymInt(pad);
+  }
+  at::Tensor result;
+  try {
+    result = unit_scaling::detail::backward_op().call(grad, input, c10::SymInt(rows), padding);
+  } catch (const c10::Error&) {
+    return;
+  }
+  // Accepted: the arguments were all valid, and the result is the float64 reference.
+  require(rows >= 0 && all_in_range(input, rows) && grad_shape.size() == shape.size() + 1,
+          "embedding_backward accepted invalid arguments");
+  const int64_t n = input.numel();
+  at::Tensor expected = torch::zeros({rows, dim}, at::kDouble);
+  if (n > 0 && rows > 0) {
+    const at::Tensor flat = input.to(at::kLong).reshape({-1});
+    at::Tensor g = grad.to(at::kDouble).reshape({n, dim});
+    if (padding) g = g * flat.ne((pad + rows) % rows).unsqueeze(1).to(at::kDouble);
+    expected.index_add_(0, flat, g).mul_(std::sqrt(static_cast<double>(rows) / n));
+  }
+  require(torch::allclose(result.to(at::kDouble), expected, 1e-2, 1e-2),
+          "embedding_backward differs from the float64 reference");
+}
+
+// embedding_renorm_ on arbitrary (possibly overlapping) strides: error with the storage
+// untouched, or exactly what embedding_renorm_ does to a non-overlapping copy.
+void fuzz_renorm_operator(FuzzedDataProvider& data) {
+  const int64_t rows = data.ConsumeIntegralInRange<int64_t>(0, 6);
+  const int64_t dim = data.ConsumeIntegralInRange<int64_t>(0, 6);
+  const int64_t row_stride = data.ConsumeIntegralInRange<int64_t>(0, 8);
+  const int64_t col_stride = data.ConsumeIntegralInRange<int64_t>(0, 3);
+  at::Tensor storage = torch::randn({64}, at::kFloat) * 4;
+  const int64_t extent =
+      1 + (rows > 0 ? rows - 1 : 0) * row_stride + (dim > 0 ? dim - 1 : 0) * col_stride;
+  if (extent > 64) return;
+  at::Tensor weight = storage.as_strided({rows, dim}, {row_stride, col_stride});
+  const at::Tensor input = fuzz_indices(data, fuzz_shape(data), rows, at::kLong);
+  const double max_norm = pick_double(data, {0.0, -1.0, 0.5, 1.0});
+  const double norm_type = pick(data, {1.0, 2.0, 3.0, std::numeric_limits<double>::infinity()});
+  const at::Tensor before = storage.clone();
+  const at::Tensor expected = weight.clone();  // contiguous copy of the rows as they were
+  try {
+    unit_scaling::detail::renorm_op().call(weight, input, max_norm, norm_type);
+  } catch (const c10::Error&) {
+    require(same_bytes(storage, before), "embedding_renorm_ wrote before throwing");
+    return;
+  }
+  require(max_norm > 0 && all_in_range(input, rows), "embedding_renorm_ accepted bad arguments");
+  if (input.numel() > 0 && dim > 0 && rows > 0) {
+    at::Tensor target = expected;
+    torch::embedding_renorm_(target, input.reshape({-1}), max_norm, norm_type);
+  }
+  require(torch::allclose(weight, expected, 1e-5, 1e-5), "embedding_renorm_ differs from ATen's");
+}
+
+// embedding_lookup and the scale primitives called directly.
+void fuzz_lookup_and_scale_operators(FuzzedDataProvider& data) {
+  const int64_t rows = data.ConsumeIntegralInRange<int64_t>(0, 20);
+  const int64_t dim = data.ConsumeIntegralInRange<int64_t>(0, 5);
+  const auto weight_type = pick(data, {at::kFloat, at::kHalf, at::kLong});
+  const at::Tensor weight = torch::randn({rows, dim}, at::kDouble).to(weight_type);
+  const at::Tensor input =
+      fuzz_indices(data, fuzz_shape(data), rows, pick(data, {at::kLong, at::kInt, at::kFloat}));
+  std::optional<c10::SymInt> padding;
+  if (data.ConsumeBool()) padding = c10::SymInt(pick<int64_t>(data, {-rows - 1, -1, 0, rows}));
+  try {
+    const at::Tensor out = unit_scaling::detail::lookup_op().call(input, weight, padding);
+    require(all_in_range(input, rows), "embedding_lookup accepted a bad index");
+    require(same_bytes(out.reshape({-1, dim}),
+                       weight.index_select(0, input.to(at::kLong).reshape({-1}))),
+            "embedding_lookup differs from index_select");
+  } catch (const c10::Error&) {
+  }
+  const double scale = pick_double(data, {0.0, -1.0, std::nan(""), HUGE_VAL});
+  try {
+    const at::Tensor scaled = unit_scaling::scale_fwd(weight, scale);
+    require(std::isfinite(scale), "scale_fwd accepted a non-finite scale");
+    require(equal_nan(scaled, weight * scale), "scale_fwd differs from x * scale");
+    require(same_bytes(unit_scaling::scale_bwd(weight, scale), weight), "scale_bwd is not a copy");
+  } catch (const c10::Error&) {
+    require(!std::isfinite(scale), "scale_fwd rejected a finite scale");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   FuzzedDataProvider data(bytes, size);
+  switch (data.ConsumeIntegralInRange<int>(0, 7)) {
+    case 4:
+      fuzz_backward_operator(data);
+      return 0;
+    case 5:
+      fuzz_renorm_operator(data);
+      return 0;
+    case 6:
+      fuzz_lookup_and_scale_operators(data);
+      return 0;
+    default:
+      break;  // the public op, forward and backward (most inputs)
+  }
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
   const int64_t rows = data.ConsumeIntegralInRange<int64_t>(0, 40);
@@ -78,24 +229,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
 
   // Input: rank 0-3, int64 or int32 (sometimes float or int16), values mostly valid.
   const auto index_type = pick(data, {at::kLong, at::kLong, at::kInt, at::kFloat, at::kShort});
-  const int rank = data.ConsumeIntegralInRange<int>(0, 3);
-  std::vector<int64_t> shape;
-  for (int d = 0; d < rank; ++d) shape.push_back(data.ConsumeIntegralInRange<int64_t>(0, 6));
-  at::Tensor input = torch::empty(shape, at::kLong);
-  auto flat = input.view({-1});
-  for (int64_t i = 0; i < flat.numel(); ++i) {
-    int64_t value = rows > 0 ? data.ConsumeIntegralInRange<int64_t>(0, rows - 1) : 0;
-    if (data.ConsumeIntegralInRange<int>(0, 15) == 0) {
-      value = pick<int64_t>(data, {std::numeric_limits<int64_t>::min(), -1, rows - 1, rows,
-                                   std::numeric_limits<int64_t>::max()});
-    }
-    flat[i] = value;
-  }
-  if (index_type == at::kInt) {
-    input = input.clamp(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
-  }
-  input = input.to(index_type);
-  if (rank >= 2 && data.ConsumeBool()) input = input.transpose(0, 1);
+  const std::vector<int64_t> shape = fuzz_shape(data);
+  at::Tensor input = fuzz_indices(data, shape, rows, index_type);
+  if (shape.size() >= 2 && data.ConsumeBool()) input = input.transpose(0, 1);
 
   // Options, valid and invalid.
   unit_scaling::functional::EmbeddingFuncOptions options;

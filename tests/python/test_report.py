@@ -109,6 +109,11 @@ BAD = [
     (["--formats", "e4m3,fp4"], "fp4"),
     (["--dist", "zipf:abc"], "--dist"),
     (["--padding-idx", "50257"], "--padding-idx"),
+    (["--tokens", "4294967296x4294967296"], "--tokens"),
+    (["--tokens", "3037000500x3037000500"], "--tokens"),
+    (["--vocab", "4611686018427387904", "--dim", "4"], "int64"),
+    (["--threads", "4294967297"], "--threads"),
+    (["--threads", "5000"], "--threads"),
 ]
 
 
@@ -136,3 +141,75 @@ def test_bad_token_file_contents(tmp_path):
     result = run("--vocab", "1000", "--tokens", "2x4", "--dist", f"file:{tmp_path}", "--out", out)
     assert result.returncode == 2
     assert not out.exists()
+
+
+def test_llmc_header_count_is_checked(tmp_path):
+    path = tmp_path / "shard.bin"
+    header = [20240520, 1, 1000] + [0] * 253  # claims 1000 tokens, holds 8
+    path.write_bytes(struct.pack("<256i", *header) + struct.pack("<8H", *range(8)))
+    out = tmp_path / "out"
+    result = run("--vocab", "100", "--tokens", "2x4", "--dist", f"file:{path}", "--out", out)
+    assert result.returncode == 2 and "declares 1000 tokens" in result.stderr
+    assert not out.exists()
+
+
+def test_token_file_larger_than_memory_is_streamed(tmp_path):
+    # A sparse 6 GiB file (all zeros: token 0) costs no disk; reading it whole would need 6 GiB.
+    # Only the 8 tokens asked for may be read: the child's peak RSS stays far below the file.
+    path = tmp_path / "huge.bin"
+    with open(path, "wb") as f:
+        f.truncate(6 << 30)
+    out = tmp_path / "out"
+    script = (
+        "import resource, subprocess, sys\n"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "sys.stderr.write(r.stderr)\n")
+    import sys
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(BINARY), "--vocab", "50", "--dim", "8", "--tokens",
+         "1x8", "--dist", f"file:{path}", "--no-plots", "--out", str(out)],
+        capture_output=True, text=True, timeout=300)
+    code, peak_kib = map(int, result.stdout.split())
+    assert code == 0, result.stderr
+    assert peak_kib < 2 * 1024 * 1024, f"peak RSS {peak_kib} KiB for 8 tokens of a 6 GiB file"
+    assert float(read_csv(out)[("summary", "rows_with_gradient", "")]) == 1
+
+
+def test_every_token_padding_runs(tmp_path):
+    out = tmp_path / "out"
+    result = run("--vocab", "1", "--dim", "4", "--tokens", "2x8", "--padding-idx", "0",
+                 "--no-plots", "--out", out)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)
+    assert float(rows[("summary", "rows_with_gradient", "")]) == 0
+    assert math.isnan(float(rows[("summary", "row_rms_median", "unit_scaled")]))
+
+
+def test_zipf_over_a_vocabulary_beyond_multinomials_limit(tmp_path):
+    out = tmp_path / "out"
+    result = run("--vocab", str(2 ** 24 + 5), "--dim", "1", "--tokens", "2x64", "--dist",
+                 "zipf:1.1", "--no-plots", "--formats", "e4m3", "--out", out, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)
+    assert 0 < float(rows[("summary", "rows_with_gradient", "")]) <= 128
+
+
+def test_awkward_paths_in_csv_and_plots(tmp_path):
+    weird = tmp_path / "a dir, with 'quotes' and \"double\""
+    weird.mkdir()
+    tokens = weird / "tok,ens.bin"
+    write_tokens(tokens, list(range(64)), "uint16")
+    scratch = tmp_path / "tmp dir 'x'"
+    scratch.mkdir()
+    out = weird / "out 'put'"
+    result = subprocess.run(
+        [str(BINARY), "--vocab", "100", "--dim", "8", "--tokens", "2x32", "--dist",
+         f"file:{tokens}", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, TMPDIR=str(scratch)))
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)  # the csv module parses the quoted field back exactly
+    assert rows[("config", "dist", "")] == f"file:{tokens}"
+    for name in ("histogram", "sweep"):
+        assert png_size(out / f"{name}.png") == (1000, 600)
+    assert not list(scratch.iterdir())  # the scratch folder is cleaned up

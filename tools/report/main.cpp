@@ -22,6 +22,14 @@ using namespace unit_scaling::report;
 
 namespace {
 
+// A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a comma, quote or newline.
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (const char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return quoted + "\"";
+}
+
 // Every number printed also goes to report.csv as section,item,variant,value.
 class Results {
  public:
@@ -32,7 +40,7 @@ class Results {
     rows_.push_back(section + "," + item + "," + variant + "," + text.str());
   }
   void add_text(const std::string& section, const std::string& item, const std::string& value) {
-    rows_.push_back(section + "," + item + ",," + value);
+    rows_.push_back(section + "," + item + ",," + csv_field(value));
   }
   void write(const std::string& path) const {
     std::ofstream out(path);
@@ -150,8 +158,10 @@ int run(const Options& options) {
   at::Tensor uses = at::bincount(tokens.reshape({-1}), {}, options.vocab);
   if (options.padding_idx) uses[(*options.padding_idx + options.vocab) % options.vocab] = 0;
   const at::Tensor used = uses.gt(0);
+  // No row gets gradient when every token is padding: the spread is then undefined (NaN).
   const auto row_rms_quantiles = [&](const at::Tensor& grad) {
     const at::Tensor rows = grad.to(at::kDouble).index({used}).square().mean(1).sqrt();
+    if (rows.numel() == 0) return at::full({3}, std::nan(""), at::kDouble);
     return at::quantile(rows, at::tensor({0.01, 0.5, 0.99}, at::kDouble));
   };
   const at::Tensor plain_q = row_rms_quantiles(g.plain);

@@ -1,6 +1,7 @@
 #include "report/options.h"
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 namespace unit_scaling::report {
@@ -25,6 +26,8 @@ T parse_whole(const std::string& option, const std::string& text, const char* ex
   }
   return value;
 }
+
+constexpr int64_t kMaxThreads = 4096;
 
 int64_t parse_integer(const std::string& option, const std::string& text) {
   return parse_whole<int64_t>(option, text, "an integer", [](const std::string& t, size_t* used) {
@@ -108,6 +111,9 @@ Options parse_options(const std::vector<std::string>& args) {
         throw UsageError("--tokens: expected BxT (e.g. 8x1024), got '" + value + "'");
       options.batch = parse_positive(option, parts[0]);
       options.sequence = parse_positive(option, parts[1]);
+      if (options.batch > std::numeric_limits<int64_t>::max() / options.sequence) {
+        throw UsageError("--tokens: " + value + " is more tokens than an int64 counts");
+      }
     } else if (option == "--dist") {
       if (value == "uniform") {
         options.distribution = Distribution::kUniform;
@@ -143,7 +149,11 @@ Options parse_options(const std::vector<std::string>& args) {
       if (seed < 0) throw UsageError("--seed: must be >= 0, got " + value);
       options.seed = static_cast<uint64_t>(seed);
     } else if (option == "--threads") {
-      options.threads = static_cast<int>(parse_positive(option, value));
+      const int64_t threads = parse_positive(option, value);
+      if (threads > kMaxThreads) {
+        throw UsageError("--threads: must be <= " + std::to_string(kMaxThreads) + ", got " + value);
+      }
+      options.threads = static_cast<int>(threads);
     } else if (option == "--formats") {
       options.formats = split(value, ',');
       if (options.formats.empty()) throw UsageError("--formats: empty list");
@@ -163,6 +173,12 @@ Options parse_options(const std::vector<std::string>& args) {
     throw UsageError("--padding-idx: " + std::to_string(*options.padding_idx) +
                      " is outside [-vocab, vocab) = [" + std::to_string(-options.vocab) + ", " +
                      std::to_string(options.vocab) + ")");
+  }
+  constexpr int64_t kMaxElements = std::numeric_limits<int64_t>::max();
+  if (options.dim > kMaxElements / options.vocab || options.dim > kMaxElements / options.tokens()) {
+    throw UsageError(
+        "--vocab/--dim/--tokens: the table or the gradient would have more elements "
+        "than an int64 counts");
   }
   if (options.token_type != TokenType::kAuto && options.distribution != Distribution::kFile) {
     throw UsageError("--token-type: only meaningful with --dist file:PATH");

@@ -1,8 +1,11 @@
 #include "report/plots.h"
 
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -36,30 +39,59 @@ class ScratchDir {
   mutable std::vector<std::string> files_;
 };
 
+// A path inside a single-quoted gnuplot string, where '' stands for one quote.
+std::string gnuplot_quoted(const std::string& path) {
+  std::string quoted = "'";
+  for (const char c : path) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+  return quoted + "'";
+}
+
+// Runs gnuplot with `arguments` (no shell: paths with spaces or quotes stay intact), its
+// standard error sent to `log` ("" discards it); returns its exit status (-1 if not started).
+int run_gnuplot(const std::vector<std::string>& arguments, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    const int err =
+        open(log.empty() ? "/dev/null" : log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int null_out = open("/dev/null", O_WRONLY);
+    if (err >= 0) dup2(err, STDERR_FILENO);
+    if (null_out >= 0) dup2(null_out, STDOUT_FILENO);
+    std::vector<char*> argv{const_cast<char*>("gnuplot")};
+    for (const auto& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
+    argv.push_back(nullptr);
+    execvp("gnuplot", argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 // Runs the script once per terminal: PNG then SVG, same commands.
 void render(const ScratchDir& scratch, const std::string& commands, const std::string& png,
             const std::string& svg) {
   const auto script = scratch / "plot.gp";
   std::ofstream out(script);
   out << "set terminal pngcairo size 1000,600 enhanced font 'sans,11'\n"
-      << "set output '" << png << "'\n"
+      << "set output " << gnuplot_quoted(png) << "\n"
       << commands << "\nset terminal svg size 1000,600 dynamic enhanced font 'sans,11'\n"
-      << "set output '" << svg << "'\nreplot\nunset output\n";
+      << "set output " << gnuplot_quoted(svg) << "\nreplot\nunset output\n";
   out.close();
-  const std::string command = "gnuplot '" + script + "' 2>'" + (scratch / "gnuplot.log") + "'";
-  if (std::system(command.c_str()) != 0) {
-    std::ifstream log(scratch / "gnuplot.log");
+  const std::string log = scratch / "gnuplot.log";
+  if (run_gnuplot({script}, log) != 0) {
+    std::ifstream in(log);
     std::string first_line;
-    std::getline(log, first_line);
+    std::getline(in, first_line);
     throw std::runtime_error("gnuplot failed: " + first_line);
   }
 }
 
 }  // namespace
 
-bool gnuplot_available() {
-  return std::system("gnuplot -e \"set terminal pngcairo\" >/dev/null 2>&1") == 0;
-}
+bool gnuplot_available() { return run_gnuplot({"-e", "set terminal pngcairo"}, "") == 0; }
 
 void plot_histogram(const std::string& png, const std::string& svg,
                     const std::vector<double>& bin_centers, const std::vector<double>& plain,
@@ -96,8 +128,8 @@ void plot_histogram(const std::string& png, const std::string& svg,
                 " (light: subnormal, dark: normal)' at graph 0.01, graph " +
                 std::to_string((top + bottom) / 2) + " left front font ',9'\n";
   }
-  commands += "plot '" + (scratch / "histogram.dat") +
-              "' using 1:2 with steps lw 2 lc rgb '#ff7f0e' title 'plain embedding (ATen)', '' "
+  commands += "plot " + gnuplot_quoted(scratch / "histogram.dat") +
+              " using 1:2 with steps lw 2 lc rgb '#ff7f0e' title 'plain embedding (ATen)', '' "
               "using 1:3 with steps lw 2 lc rgb '#000000' title 'unit-scaled embedding'";
   render(scratch, commands, png, svg);
 }
@@ -117,9 +149,9 @@ void plot_sweep(const std::string& png, const std::string& svg, const std::vecto
       ")'\nset xlabel 'tokens N'\nset ylabel 'std of the weight gradient'\n"
       "set logscale xy 2\nset format x '2^{%L}'\nset key left top box opaque\n"
       "set grid xtics ytics mxtics mytics lc rgb '#dddddd'\n"
-      "plot '" +
-      (scratch / "sweep.dat") +
-      "' using 1:2 with linespoints lw 2 pt 7 lc rgb '#ff7f0e' title 'plain embedding (ATen)', "
+      "plot " +
+      gnuplot_quoted(scratch / "sweep.dat") +
+      " using 1:2 with linespoints lw 2 pt 7 lc rgb '#ff7f0e' title 'plain embedding (ATen)', "
       "'' using 1:3 with linespoints lw 2 pt 5 lc rgb '#000000' title 'unit-scaled embedding', "
       "sqrt(x / " +
       std::to_string(vocab) + ") with lines dt 2 lc rgb '#888888' title 'sqrt(N / V)'";

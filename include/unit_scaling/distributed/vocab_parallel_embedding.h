@@ -5,9 +5,12 @@
 // [r * base + min(r, extra), that + base + (r < extra)) -- the first `extra` ranks hold one row
 // more. Every rank must be given the same input (a replicated batch, as in tensor parallelism).
 //
-// Forward: every rank validates all indices against the global V (so a bad input raises the same
-// error everywhere, before any collective), looks up the rows it owns, writes zeros elsewhere,
-// and all-reduces (sum) the output: the result equals the single-device lookup exactly.
+// Forward: every rank validates all indices against the global V, then one small all-reduce
+// (5 integers) checks that every rank's input was valid and that all are identical, so a bad or
+// differing input on any rank raises on every rank (the rank at fault its own error, the others
+// a ValueError) instead of leaving them waiting. Then each rank looks up the rows it owns, writes
+// zeros elsewhere, and all-reduces (sum) the output: the single-device lookup exactly.
+// Double backward (create_graph=true) is not supported: NotImplementedError.
 // Backward: the all-reduce's gradient is the identity for a replicated output gradient; each
 // rank's weight gradient is its shard of the single-device unit-scaled gradient, with the
 // GLOBAL scale s = sqrt(V / N) -- the shard's own row count would over-scale by sqrt(P).
@@ -56,6 +59,10 @@ class VocabParallelEmbeddingImpl : public torch::nn::Cloneable<VocabParallelEmbe
 
   VocabParallelEmbeddingOptions options;
   at::Tensor weight;
+
+ private:
+  // Collective: ValueError unless every rank's input was valid and all are identical.
+  void check_inputs_agree(const at::Tensor& valid_indices, at::IntArrayRef shape) const;
 };
 
 class VocabParallelEmbedding : public torch::nn::ModuleHolder<VocabParallelEmbeddingImpl> {

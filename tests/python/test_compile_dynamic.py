@@ -1,0 +1,71 @@
+"""torch.compile with shapes that change between calls (automatic dynamic and dynamic=True)."""
+import pytest
+import torch
+
+import unit_scaling_cpp as usc
+
+
+def _grads_eager_and_compiled(make_module, shapes, **compile_kwargs):
+    eager = make_module()
+    compiled_module = make_module()
+    compiled_module.load_state_dict(eager.state_dict())
+    compiled = torch.compile(compiled_module, **compile_kwargs)
+    for shape in shapes:
+        tokens = torch.randint(0, eager.num_embeddings, shape)
+        out_eager, out_compiled = eager(tokens), compiled(tokens)
+        torch.testing.assert_close(out_compiled, out_eager, rtol=0, atol=0)
+        grad = torch.randn_like(out_eager)
+        out_eager.backward(grad)
+        out_compiled.backward(grad)
+        torch.testing.assert_close(compiled_module.weight.grad, eager.weight.grad)
+        eager.zero_grad()
+        compiled_module.zero_grad()
+
+
+# Sequence length and batch change between calls: the default compile recompiles with symbolic
+# sizes from the second shape on (automatic dynamic shapes).
+SHAPES = [(4, 16), (4, 32), (4, 48), (2, 48), (3, 5), (7,), (1, 1, 9)]
+
+
+@pytest.mark.parametrize("padding_idx", [None, 0, -3])
+def test_default_compile_with_changing_batch_and_sequence(padding_idx):
+    torch._dynamo.reset()
+    _grads_eager_and_compiled(lambda: usc.Embedding(1000, 64, padding_idx=padding_idx), SHAPES)
+
+
+def test_dynamic_true():
+    torch._dynamo.reset()
+    _grads_eager_and_compiled(lambda: usc.Embedding(1000, 64, padding_idx=1), SHAPES,
+                              dynamic=True)
+
+
+def test_issue_loop_as_written():
+    torch._dynamo.reset()
+    emb = usc.Embedding(1000, 64)
+    f = torch.compile(emb)
+    for length in (16, 32, 48):
+        f(torch.randint(0, 1000, (4, length))).sum().backward()
+    assert emb.weight.grad is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_functional_fullgraph_max_norm_while_n_changes(dtype):
+    torch._dynamo.reset()
+
+    def step(tokens, weight):
+        return usc.functional.embedding(tokens, weight, padding_idx=2, max_norm=1.5)
+
+    compiled = torch.compile(step, fullgraph=True, dynamic=True)
+    base = torch.randn(300, 16, dtype=dtype) * 3
+    for n in (8, 40, 64, 3):
+        tokens = torch.randint(0, 300, (n,))
+        w_eager = base.clone().requires_grad_()
+        w_compiled = base.clone().requires_grad_()
+        out_eager = step(tokens, w_eager)
+        out_compiled = compiled(tokens, w_compiled)
+        torch.testing.assert_close(out_compiled, out_eager)
+        torch.testing.assert_close(w_compiled.detach(), w_eager.detach())  # renormed in place
+        grad = torch.randn_like(out_eager)
+        out_eager.backward(grad)
+        out_compiled.backward(grad)
+        torch.testing.assert_close(w_compiled.grad, w_eager.grad)
