@@ -26,13 +26,19 @@ kernels::IndexArray index_array(const at::Tensor& contiguous_indices) {
 
 }  // namespace
 
-double unit_scale(int64_t num_rows, int64_t count) {
-  return count == 0 ? 0.0 : std::sqrt(static_cast<double>(num_rows) / static_cast<double>(count));
+double unit_scale(int64_t num_rows, int64_t count, double token_multiplier,
+                  std::optional<int64_t> num_tokens) {
+  if (count == 0) return 0.0;
+  const double tokens =
+      num_tokens ? static_cast<double>(*num_tokens) : static_cast<double>(count) * token_multiplier;
+  return std::sqrt(static_cast<double>(num_rows) / tokens);
 }
 
 at::Tensor embedding_lookup(const at::Tensor& input, const at::Tensor& weight,
-                            std::optional<int64_t> padding_idx) {
+                            std::optional<int64_t> padding_idx, double token_multiplier,
+                            std::optional<int64_t> num_tokens) {
   check_input_and_weight(input, weight);
+  check_token_count(token_multiplier, num_tokens);
   padding_row(padding_idx, weight.size(0));
   const at::Tensor indices = input.contiguous();
   check_indices_in_range(indices, weight.size(0));
@@ -50,11 +56,14 @@ at::Tensor embedding_lookup(const at::Tensor& input, const at::Tensor& weight,
 }
 
 at::Tensor embedding_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                              int64_t num_weights, std::optional<int64_t> padding_idx) {
+                              int64_t num_weights, std::optional<int64_t> padding_idx,
+                              double token_multiplier, std::optional<int64_t> num_tokens) {
   check_backward_arguments(grad_output, input, num_weights);
+  check_token_count(token_multiplier, num_tokens);
   const int64_t padding = padding_row(padding_idx, num_weights);
-  return scaled_embedding_backward(grad_output, input, num_weights, padding,
-                                   unit_scale(num_weights, input.numel()));
+  return scaled_embedding_backward(
+      grad_output, input, num_weights, padding,
+      unit_scale(num_weights, input.numel(), token_multiplier, num_tokens));
 }
 
 at::Tensor scaled_embedding_backward(const at::Tensor& grad_output, const at::Tensor& input,

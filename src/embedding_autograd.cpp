@@ -27,25 +27,45 @@ std::optional<c10::SymInt> to_optional(const c10::IValue& value) {
   return value.toSymInt();
 }
 
-// sqrt(V / N) as a Scalar that stays symbolic under torch.compile (no guard on N). N == 0 has
+// The token-count options of a call, kept for the backward.
+void save_token_count(AutogradContext* ctx, double token_multiplier,
+                      std::optional<int64_t> num_tokens) {
+  ctx->saved_data["token_multiplier"] = token_multiplier;
+  ctx->saved_data["num_tokens"] = num_tokens ? c10::IValue(*num_tokens) : c10::IValue();
+}
+double saved_multiplier(AutogradContext* ctx) {
+  return ctx->saved_data["token_multiplier"].toDouble();
+}
+std::optional<int64_t> saved_num_tokens(AutogradContext* ctx) {
+  const c10::IValue& value = ctx->saved_data["num_tokens"];
+  return value.isNone() ? std::nullopt : std::optional<int64_t>(value.toInt());
+}
+
+// unit_scale() as a Scalar that stays symbolic under torch.compile (no guard on N). N == 0 has
 // nothing to scale; max(N, 1) keeps the expression finite there.
-at::Scalar symbolic_unit_scale(const c10::SymInt& num_rows, const c10::SymInt& count) {
+at::Scalar symbolic_unit_scale(const c10::SymInt& num_rows, const c10::SymInt& count,
+                               double token_multiplier, std::optional<int64_t> num_tokens) {
   const auto rows = num_rows.maybe_as_int();
   const auto n = count.maybe_as_int();
-  if (rows && n) return at::Scalar(unit_scale(*rows, *n));
-  return at::Scalar((c10::SymFloat(num_rows) / c10::SymFloat(count.max(1))).sqrt());
+  if (rows && n) return at::Scalar(unit_scale(*rows, *n, token_multiplier, num_tokens));
+  const c10::SymFloat tokens = num_tokens ? c10::SymFloat(static_cast<double>(*num_tokens))
+                                          : c10::SymFloat(count.max(1)) * token_multiplier;
+  return at::Scalar((c10::SymFloat(num_rows) / tokens).sqrt());
 }
 
 class EmbeddingBackwardFunction : public torch::autograd::Function<EmbeddingBackwardFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_output,
                             const at::Tensor& input, c10::SymInt num_weights,
-                            std::optional<c10::SymInt> padding_idx) {
+                            std::optional<c10::SymInt> padding_idx, double token_multiplier,
+                            std::optional<int64_t> num_tokens) {
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->save_for_backward({input});
     ctx->saved_data["num_weights"] = num_weights;
     ctx->saved_data["padding_idx"] = to_ivalue(padding_idx);
-    return backward_op().call(grad_output, input, num_weights, padding_idx);
+    save_token_count(ctx, token_multiplier, num_tokens);
+    return backward_op().call(grad_output, input, num_weights, padding_idx, token_multiplier,
+                              num_tokens);
   }
 
   // d(grad_weight)/d(grad_output) applied to grad_grad_weight: the scaled lookup
@@ -57,48 +77,59 @@ class EmbeddingBackwardFunction : public torch::autograd::Function<EmbeddingBack
     const c10::SymInt num_weights = ctx->saved_data["num_weights"].toSymInt();
     const auto padding_idx = to_optional(ctx->saved_data["padding_idx"]);
     const at::Tensor flat = input.reshape({-1});
-    at::Tensor rows =
-        grad_grad_weight.index_select(0, flat) * symbolic_unit_scale(num_weights, flat.sym_numel());
+    at::Tensor rows = grad_grad_weight.index_select(0, flat) *
+                      symbolic_unit_scale(num_weights, flat.sym_numel(), saved_multiplier(ctx),
+                                          saved_num_tokens(ctx));
     if (padding_idx) {
       const c10::SymInt row = *padding_idx < 0 ? *padding_idx + num_weights : *padding_idx;
       rows = rows.masked_fill(flat.eq(at::Scalar(row)).unsqueeze(1), 0);
     }
     std::vector<c10::SymInt> shape(input.sym_sizes().begin(), input.sym_sizes().end());
     shape.push_back(grad_grad_weight.sym_size(1));
-    return {rows.view_symint(shape), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {rows.view_symint(shape),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor()};
   }
 };
 
 class EmbeddingLookupFunction : public torch::autograd::Function<EmbeddingLookupFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight, const at::Tensor& input,
-                            std::optional<c10::SymInt> padding_idx) {
+                            std::optional<c10::SymInt> padding_idx, double token_multiplier,
+                            std::optional<int64_t> num_tokens) {
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->save_for_backward({input});
     ctx->saved_data["num_weights"] = weight.sym_size(0);
     ctx->saved_data["padding_idx"] = to_ivalue(padding_idx);
-    return lookup_op().call(input, weight, padding_idx);
+    save_token_count(ctx, token_multiplier, num_tokens);
+    return lookup_op().call(input, weight, padding_idx, token_multiplier, num_tokens);
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const at::Tensor input = ctx->get_saved_variables()[0];
     // Through the dispatcher with autograd, so create_graph=True records this for double backward.
-    const at::Tensor grad_weight =
-        backward_op().call(grads[0], input, ctx->saved_data["num_weights"].toSymInt(),
-                           to_optional(ctx->saved_data["padding_idx"]));
-    return {grad_weight, at::Tensor(), at::Tensor()};
+    const at::Tensor grad_weight = backward_op().call(
+        grads[0], input, ctx->saved_data["num_weights"].toSymInt(),
+        to_optional(ctx->saved_data["padding_idx"]), saved_multiplier(ctx), saved_num_tokens(ctx));
+    return {grad_weight, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 at::Tensor lookup_autograd(const at::Tensor& input, const at::Tensor& weight,
-                           std::optional<c10::SymInt> padding_idx) {
-  return EmbeddingLookupFunction::apply(weight, input, std::move(padding_idx));
+                           std::optional<c10::SymInt> padding_idx, double token_multiplier,
+                           std::optional<int64_t> num_tokens) {
+  return EmbeddingLookupFunction::apply(weight, input, std::move(padding_idx), token_multiplier,
+                                        num_tokens);
 }
 
 at::Tensor backward_autograd(const at::Tensor& grad_output, const at::Tensor& input,
-                             c10::SymInt num_weights, std::optional<c10::SymInt> padding_idx) {
+                             c10::SymInt num_weights, std::optional<c10::SymInt> padding_idx,
+                             double token_multiplier, std::optional<int64_t> num_tokens) {
   return EmbeddingBackwardFunction::apply(grad_output, input, std::move(num_weights),
-                                          std::move(padding_idx));
+                                          std::move(padding_idx), token_multiplier, num_tokens);
 }
 
 void renorm_autograd(const at::Tensor& weight, const at::Tensor& input, double max_norm,
@@ -109,16 +140,20 @@ void renorm_autograd(const at::Tensor& weight, const at::Tensor& input, double m
 }
 
 at::Tensor lookup_meta(const at::Tensor& input, const at::Tensor& weight,
-                       std::optional<c10::SymInt> /*padding_idx*/) {
+                       std::optional<c10::SymInt> /*padding_idx*/, double token_multiplier,
+                       std::optional<int64_t> num_tokens) {
   check_input_and_weight(input, weight);
+  check_token_count(token_multiplier, num_tokens);
   std::vector<c10::SymInt> shape(input.sym_sizes().begin(), input.sym_sizes().end());
   shape.push_back(weight.sym_size(1));
   return at::empty_symint(shape, weight.options());
 }
 
 at::Tensor backward_meta(const at::Tensor& grad_output, const at::Tensor& input,
-                         c10::SymInt num_weights, std::optional<c10::SymInt> /*padding_idx*/) {
+                         c10::SymInt num_weights, std::optional<c10::SymInt> /*padding_idx*/,
+                         double token_multiplier, std::optional<int64_t> num_tokens) {
   check_backward_arguments(grad_output, input, num_weights);
+  check_token_count(token_multiplier, num_tokens);
   return at::empty_symint({std::move(num_weights), grad_output.sym_size(-1)},
                           grad_output.options());
 }

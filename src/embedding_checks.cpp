@@ -153,6 +153,17 @@ void check_writable_without_overlap(const at::Tensor& weight) {
                     ") may have several elements sharing memory");
 }
 
+void check_token_count(double token_multiplier, std::optional<int64_t> num_tokens) {
+  TORCH_CHECK_VALUE(
+      std::isfinite(token_multiplier) && token_multiplier > 0, kOp,
+      "token_multiplier must be finite and > 0, got token_multiplier=", token_multiplier);
+  if (!num_tokens) return;
+  TORCH_CHECK_VALUE(*num_tokens > 0, kOp, "num_tokens must be > 0, got num_tokens=", *num_tokens);
+  TORCH_CHECK_VALUE(token_multiplier == 1.0, kOp,
+                    "give num_tokens or token_multiplier, not both (got num_tokens=", *num_tokens,
+                    ", token_multiplier=", token_multiplier, ")");
+}
+
 void check_scale_arguments(const at::Tensor& x, double scale, const char* op) {
   TORCH_CHECK_TYPE(x.defined(), "unit_scaling ", op, ": x is an undefined tensor");
   TORCH_CHECK_VALUE(std::isfinite(scale), "unit_scaling ", op,

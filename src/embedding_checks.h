@@ -42,6 +42,9 @@ void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& i
 // parallel); at::has_internal_overlap answers "too hard" for some overlapping layouts.
 void check_writable_without_overlap(const at::Tensor& weight);
 
+// token_multiplier finite and > 0, num_tokens > 0, not both set (docs/SCALING.md).
+void check_token_count(double token_multiplier, std::optional<int64_t> num_tokens);
+
 // A finite scale for scale_fwd / scale_bwd, and a defined tensor.
 void check_scale_arguments(const at::Tensor& x, double scale, const char* op);
 

@@ -9,17 +9,21 @@
 
 namespace unit_scaling::detail {
 
-// s = sqrt(num_rows / count): the unit scale of a gradient summed from `count` unit-normal rows
-// spread over num_rows rows. count == 0 has no gradient at all; it returns 0.
-double unit_scale(int64_t num_rows, int64_t count);
+// The unit scale s = sqrt(num_rows / N_eff) of a gradient summed from `count` unit-normal rows
+// spread over num_rows rows, with N_eff = num_tokens if set, else count * token_multiplier
+// (docs/SCALING.md). count == 0 has no gradient at all; it returns 0.
+double unit_scale(int64_t num_rows, int64_t count, double token_multiplier = 1.0,
+                  std::optional<int64_t> num_tokens = std::nullopt);
 
 // Lookup; validates the index values (IndexError) before producing anything.
 at::Tensor embedding_lookup(const at::Tensor& input, const at::Tensor& weight,
-                            std::optional<int64_t> padding_idx);
+                            std::optional<int64_t> padding_idx, double token_multiplier,
+                            std::optional<int64_t> num_tokens);
 
 // Unit-scaled weight gradient (num_weights x D) of the lookup for grad_output.
 at::Tensor embedding_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                              int64_t num_weights, std::optional<int64_t> padding_idx);
+                              int64_t num_weights, std::optional<int64_t> padding_idx,
+                              double token_multiplier, std::optional<int64_t> num_tokens);
 
 // The gradient with an explicit scale: scale * scatter-sum of grad_output rows into num_weights
 // rows, positions equal to padding_row (if >= 0) dropped. Validates the index values

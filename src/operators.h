@@ -14,13 +14,14 @@ c10::TypedOperatorHandle<Signature> find_operator(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").template typed<Signature>();
 }
 
+// The last two arguments of embedding, lookup and backward: token_multiplier, num_tokens.
 using EmbeddingSignature = at::Tensor(const at::Tensor&, const at::Tensor&,
                                       std::optional<c10::SymInt>, std::optional<double>, double,
-                                      bool, bool);
-using LookupSignature = at::Tensor(const at::Tensor&, const at::Tensor&,
-                                   std::optional<c10::SymInt>);
+                                      bool, bool, double, std::optional<int64_t>);
+using LookupSignature = at::Tensor(const at::Tensor&, const at::Tensor&, std::optional<c10::SymInt>,
+                                   double, std::optional<int64_t>);
 using BackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymInt,
-                                     std::optional<c10::SymInt>);
+                                     std::optional<c10::SymInt>, double, std::optional<int64_t>);
 using RenormSignature = void(const at::Tensor&, const at::Tensor&, double, double);
 using ScaleSignature = at::Tensor(const at::Tensor&, double);
 

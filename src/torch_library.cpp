@@ -3,7 +3,8 @@
 // embedding_autograd.cpp and scale.cpp. Python reaches all of this as torch.ops.unit_scaling.*.
 //
 // Operators:
-//   embedding(input, weight!, padding_idx?, max_norm?, norm_type, scale_grad_by_freq, sparse)
+//   embedding(input, weight!, padding_idx?, max_norm?, norm_type, scale_grad_by_freq, sparse,
+//             *, token_multiplier, num_tokens)   (the last two: docs/SCALING.md)
 //       the public op (CompositeImplicitAutograd): metadata checks, then embedding_renorm_ when
 //       max_norm is set (the only mutation, hence `Tensor(a!) weight`), then embedding_lookup.
 //   embedding_lookup(input, weight, padding_idx?)          functional forward, differentiable
@@ -26,8 +27,10 @@ namespace {
 at::Tensor embedding_composite(const at::Tensor& input, const at::Tensor& weight,
                                std::optional<c10::SymInt> padding_idx,
                                std::optional<double> max_norm, double norm_type,
-                               bool scale_grad_by_freq, bool sparse) {
+                               bool scale_grad_by_freq, bool sparse, double token_multiplier,
+                               std::optional<int64_t> num_tokens) {
   check_input_and_weight(input, weight);
+  check_token_count(token_multiplier, num_tokens);
   check_options(EmbeddingFuncOptions()
                     .max_norm(max_norm)
                     .norm_type(norm_type)
@@ -39,7 +42,7 @@ at::Tensor embedding_composite(const at::Tensor& input, const at::Tensor& weight
     row = c10::SymInt(padding_row(padding_idx->guard_int(__FILE__, __LINE__), num_rows));
   }
   if (max_norm) renorm_op().call(weight, input, *max_norm, norm_type);
-  return lookup_op().call(input, weight, row);
+  return lookup_op().call(input, weight, row, token_multiplier, num_tokens);
 }
 
 }  // namespace
@@ -48,11 +51,14 @@ at::Tensor embedding_composite(const at::Tensor& input, const at::Tensor& weight
 TORCH_LIBRARY(unit_scaling, m) {
   m.def(
       "embedding(Tensor input, Tensor(a!) weight, SymInt? padding_idx=None, float? max_norm=None, "
-      "float norm_type=2.0, bool scale_grad_by_freq=False, bool sparse=False) -> Tensor");
-  m.def("embedding_lookup(Tensor input, Tensor weight, SymInt? padding_idx=None) -> Tensor");
+      "float norm_type=2.0, bool scale_grad_by_freq=False, bool sparse=False, *, "
+      "float token_multiplier=1.0, int? num_tokens=None) -> Tensor");
+  m.def(
+      "embedding_lookup(Tensor input, Tensor weight, SymInt? padding_idx=None, *, "
+      "float token_multiplier=1.0, int? num_tokens=None) -> Tensor");
   m.def(
       "embedding_backward(Tensor grad_output, Tensor input, SymInt num_weights, "
-      "SymInt? padding_idx=None) -> Tensor");
+      "SymInt? padding_idx=None, *, float token_multiplier=1.0, int? num_tokens=None) -> Tensor");
   m.def(
       "embedding_renorm_(Tensor(a!) weight, Tensor input, float max_norm, float norm_type) -> ()");
   m.def("scale_fwd(Tensor x, float scale) -> Tensor");

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/options/embedding.h>
+#include <unit_scaling/grad_scale.h>
 
 #include <optional>
 #include <type_traits>
@@ -30,8 +31,12 @@ using EmbeddingFuncOptions = torch::nn::functional::EmbeddingFuncOptions;
 // after an error `weight` is bit-for-bit unchanged. Bad index: c10::IndexError; bad option
 // value or shape: c10::ValueError; bad dtype/layout: c10::TypeError (Python's IndexError,
 // ValueError, TypeError).
+//
+// grad_scale (an extension, docs/SCALING.md): the token count N of the scale for data
+// parallelism and gradient accumulation; the default is N = input.numel().
 at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight,
-                     const EmbeddingFuncOptions& options = {});
+                     const EmbeddingFuncOptions& options = {},
+                     const GradScaleOptions& grad_scale = {});
 
 // Positional form mirroring the Python signature of unit_scaling.functional.embedding:
 //   embedding(input, weight, /*padding_idx=*/0, /*max_norm=*/1.0, /*norm_type=*/2.0).

@@ -17,6 +17,9 @@ def embedding(
     norm_type: float = 2.0,
     scale_grad_by_freq: bool = False,
     sparse: bool = False,
+    *,
+    token_multiplier: float = 1.0,
+    num_tokens: Optional[int] = None,
 ) -> Tensor:
     """A unit-scaled lookup: ``weight[input]``, with a weight gradient scaled by ``sqrt(V/N)``.
 
@@ -25,9 +28,22 @@ def embedding(
     library: ``max_norm`` renormalises ``weight`` in place (as documented), an empty ``input``
     gives a zero gradient, the gradient is accumulated in float32, and every argument and index
     is checked before anything is written (``IndexError`` / ``ValueError`` / ``TypeError``).
+
+    ``token_multiplier`` / ``num_tokens`` (keyword-only, an extension beyond the reference
+    library, see docs/SCALING.md): the token count of the scale, ``sqrt(V / N_eff)`` with
+    ``N_eff = num_tokens`` or ``input.numel() * token_multiplier``, for data parallelism and
+    gradient accumulation. The default is the specification's ``N = input.numel()``.
     """
     return torch.ops.unit_scaling.embedding(
-        input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
+        input,
+        weight,
+        padding_idx,
+        max_norm,
+        norm_type,
+        scale_grad_by_freq,
+        sparse,
+        token_multiplier=token_multiplier,
+        num_tokens=num_tokens,
     )
 
 

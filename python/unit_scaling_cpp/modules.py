@@ -1,4 +1,5 @@
 """Module form, matching ``unit_scaling.Embedding``."""
+import math
 from typing import Any, Optional
 
 from torch import Tensor, nn
@@ -7,6 +8,18 @@ from . import functional as F
 from ._parameter import tag_parameter
 
 __all__ = ["Embedding"]
+
+
+def _check_token_count(token_multiplier: float, num_tokens: Optional[int]) -> None:
+    """The operator's own check, early (at construction), with its messages."""
+    if not (math.isfinite(token_multiplier) and token_multiplier > 0):
+        raise ValueError(
+            f"token_multiplier must be finite and > 0, got token_multiplier={token_multiplier}")
+    if num_tokens is not None:
+        if num_tokens <= 0:
+            raise ValueError(f"num_tokens must be > 0, got num_tokens={num_tokens}")
+        if token_multiplier != 1.0:
+            raise ValueError("give num_tokens or token_multiplier, not both")
 
 
 class Embedding(nn.Embedding):
@@ -35,6 +48,9 @@ class Embedding(nn.Embedding):
         _freeze: bool = False,
         device: Any = None,
         dtype: Any = None,
+        *,
+        token_multiplier: float = 1.0,
+        num_tokens: Optional[int] = None,
     ) -> None:
         for name, value in (("scale_grad_by_freq", scale_grad_by_freq), ("sparse", sparse)):
             if value:
@@ -53,6 +69,11 @@ class Embedding(nn.Embedding):
             dtype=dtype,
         )
         tag_parameter(self.weight, "weight")
+        _check_token_count(token_multiplier, num_tokens)
+        # The token count of the gradient's scale (docs/SCALING.md); plain attributes, so they
+        # may be changed between steps (a constant multiplier causes no recompilation).
+        self.token_multiplier = token_multiplier
+        self.num_tokens = num_tokens
 
     def forward(self, input: Tensor) -> Tensor:
         return F.embedding(
@@ -63,4 +84,14 @@ class Embedding(nn.Embedding):
             self.norm_type,
             self.scale_grad_by_freq,
             self.sparse,
+            token_multiplier=self.token_multiplier,
+            num_tokens=self.num_tokens,
         )
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        if self.token_multiplier != 1.0:
+            text += f", token_multiplier={self.token_multiplier}"
+        if self.num_tokens is not None:
+            text += f", num_tokens={self.num_tokens}"
+        return text

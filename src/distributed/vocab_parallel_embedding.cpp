@@ -96,6 +96,7 @@ void VocabParallelEmbeddingImpl::reset() {
                     " and embedding_dim=", dim, " must be >= 0");
   const int64_t padding_row =
       detail::check_settings(detail::func_options_of(options.embedding), num_rows);
+  detail::check_token_count(options.grad_scale.token_multiplier(), options.grad_scale.num_tokens());
   if (padding_row >= 0) options.embedding.padding_idx(padding_row);
   const ShardRange range = shard();
   if (options.embedding._weight().defined()) {
@@ -159,6 +160,8 @@ at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
   std::exception_ptr local_error;
   try {
     detail::check_input_and_weight(input, weight);
+    detail::check_token_count(options.grad_scale.token_multiplier(),
+                              options.grad_scale.num_tokens());
     padding_row = detail::check_settings(detail::func_options_of(options.embedding), num_rows);
     const at::Tensor contiguous = input.contiguous();
     detail::check_indices_in_range(contiguous, num_rows);
@@ -179,7 +182,9 @@ at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
   at::Tensor contributing = owned;
   if (padding_row >= 0) contributing = owned.logical_and(indices.ne(padding_row));
   const at::Tensor backward_indices = at::where(contributing, local, range.size());
-  const double scale = detail::unit_scale(num_rows, indices.numel());
+  const double scale =
+      detail::unit_scale(num_rows, indices.numel(), options.grad_scale.token_multiplier(),
+                         options.grad_scale.num_tokens());
   return VocabParallelLookup::apply(weight, local, owned, backward_indices, scale,
                                     options.process_group);
 }
@@ -205,13 +210,15 @@ at::Tensor VocabParallelEmbeddingImpl::gather_full_weight() {
 
 VocabParallelEmbedding VocabParallelEmbedding::from_full(
     const at::Tensor& full_weight, c10::intrusive_ptr<c10d::ProcessGroup> group,
-    torch::nn::EmbeddingOptions options) {
+    torch::nn::EmbeddingOptions options, GradScaleOptions grad_scale) {
   TORCH_CHECK_VALUE(full_weight.dim() == 2,
                     "VocabParallelEmbedding::from_full: weight must be 2-D");
   const ShardRange range = shard_range(full_weight.size(0), group->getRank(), group->getSize());
   options.num_embeddings(full_weight.size(0)).embedding_dim(full_weight.size(1));
   options._weight(full_weight.detach().narrow(0, range.begin, range.size()).clone());
-  return VocabParallelEmbedding(VocabParallelEmbeddingOptions(options, std::move(group)));
+  VocabParallelEmbeddingOptions parallel_options(options, std::move(group));
+  parallel_options.grad_scale = grad_scale;
+  return VocabParallelEmbedding(std::move(parallel_options));
 }
 
 }  // namespace unit_scaling::distributed

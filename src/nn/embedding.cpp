@@ -9,7 +9,8 @@
 
 namespace unit_scaling::nn {
 
-EmbeddingImpl::EmbeddingImpl(EmbeddingOptions options_) : options(std::move(options_)) {
+EmbeddingImpl::EmbeddingImpl(EmbeddingOptions options_, GradScaleOptions grad_scale_)
+    : options(std::move(options_)), grad_scale(grad_scale_) {
   reset();  // NOLINT(clang-analyzer-optin.cplusplus.VirtualCall)
 }
 
@@ -20,6 +21,7 @@ void EmbeddingImpl::reset() {
                     "got num_embeddings=",
                     num_rows, ", embedding_dim=", options.embedding_dim());
   const int64_t padding_row = detail::check_settings(detail::func_options_of(options), num_rows);
+  detail::check_token_count(grad_scale.token_multiplier(), grad_scale.num_tokens());
   if (padding_row >= 0) options.padding_idx(padding_row);
   if (options._weight().defined()) {
     TORCH_CHECK_VALUE(
@@ -40,11 +42,15 @@ void EmbeddingImpl::pretty_print(std::ostream& stream) const {
   if (options.padding_idx()) stream << ", padding_idx=" << *options.padding_idx();
   if (options.max_norm()) stream << ", max_norm=" << *options.max_norm();
   if (options.norm_type() != 2.0) stream << ", norm_type=" << options.norm_type();
+  if (grad_scale.token_multiplier() != 1.0) {
+    stream << ", token_multiplier=" << grad_scale.token_multiplier();
+  }
+  if (grad_scale.num_tokens()) stream << ", num_tokens=" << *grad_scale.num_tokens();
   stream << ")";
 }
 
 at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
-  return functional::embedding(indices, weight, detail::func_options_of(options));
+  return functional::embedding(indices, weight, detail::func_options_of(options), grad_scale);
 }
 
 Embedding Embedding::from_pretrained(const at::Tensor& embeddings,

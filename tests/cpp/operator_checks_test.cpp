@@ -20,7 +20,7 @@ at::Tensor backward(const at::Tensor& grad, const at::Tensor& input, int64_t row
                     std::optional<int64_t> padding = std::nullopt) {
   std::optional<c10::SymInt> pad;
   if (padding) pad = c10::SymInt(*padding);
-  return backward_op().call(grad, input, c10::SymInt(rows), pad);
+  return backward_op().call(grad, input, c10::SymInt(rows), pad, 1.0, std::nullopt);
 }
 
 TEST(OperatorChecks, BackwardRejectsBadIndicesInTheSortPass) {
@@ -92,15 +92,18 @@ TEST(OperatorChecks, BackwardStillComputesTheReference) {
 
 TEST(OperatorChecks, LookupAndRenormCheckTheirOwnArguments) {
   const auto weight = torch::randn({5, 3});
-  expect_error<c10::ValueError>([&] { lookup_op().call(longs({1}), weight, c10::SymInt(5)); },
-                                {"padding_idx=5 is out of range for weight with 5 rows"});
+  expect_error<c10::ValueError>(
+      [&] { lookup_op().call(longs({1}), weight, c10::SymInt(5), 1.0, std::nullopt); },
+      {"padding_idx=5 is out of range for weight with 5 rows"});
   expect_error<c10::IndexError>(
       [&] {
-        lookup_op().call(longs({1, -1}), weight, std::nullopt);
+        lookup_op().call(longs({1, -1}), weight, std::nullopt, 1.0, std::nullopt);
       },
       {"index -1 at input[1]"});
   expect_error<c10::TypeError>(
-      [&] { lookup_op().call(longs({1}), weight.to(torch::kInt), std::nullopt); },
+      [&] {
+        lookup_op().call(longs({1}), weight.to(torch::kInt), std::nullopt, 1.0, std::nullopt);
+      },
       {"weight must be float32"});
   auto table = torch::randn({5, 3}) * 10;
   const auto before = table.clone();

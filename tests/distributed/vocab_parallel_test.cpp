@@ -7,7 +7,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 #include <unit_scaling/distributed/vocab_parallel_embedding.h>
-#include <unit_scaling/functional.h>
+#include <unit_scaling/unit_scaling.h>
 
 #include <chrono>
 #include <cstring>
@@ -31,10 +31,43 @@ bool same_bits(const at::Tensor& a, const at::Tensor& b) {
          (x.nbytes() == 0 || std::memcmp(x.const_data_ptr(), y.const_data_ptr(), x.nbytes()) == 0);
 }
 
+// Data parallelism in C++ (docs/SCALING.md): every rank trains its own replica of a
+// unit_scaling::nn::Embedding on its own tokens for K = 4 accumulated micro-batches, then the
+// gradients are averaged over the group (what DDP does). The optimizer-visible std is
+// sqrt(K / P) without a token count, and 1 (within 5%) with token_multiplier = K / P.
+int run_data_parallel(int rank, int world, const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
+  constexpr int64_t kVocab = 4096, kWidth = 64, kSteps = 4;
+  bool ok = true;
+  for (const double multiplier : {1.0, static_cast<double>(kSteps) / world}) {
+    torch::manual_seed(11);  // the same initial table everywhere
+    unit_scaling::nn::Embedding replica(
+        unit_scaling::nn::EmbeddingOptions(kVocab, kWidth),
+        unit_scaling::GradScaleOptions().token_multiplier(multiplier));
+    torch::manual_seed(100 + rank);  // each rank its own data
+    for (int64_t step = 0; step < kSteps; ++step) {
+      const auto tokens = torch::randint(0, kVocab, {4, 512});
+      replica(tokens).backward(torch::randn({4, 512, kWidth}));
+    }
+    std::vector<at::Tensor> grads{replica->weight.grad()};
+    group->allreduce(grads)->wait();
+    const double std = grads[0].div(world).std().item<double>();
+    const double expected =
+        multiplier == 1.0 ? std::sqrt(static_cast<double>(kSteps) / world) : 1.0;
+    if (rank == 0) {
+      std::cerr << "data parallel P=" << world << " K=" << kSteps
+                << " token_multiplier=" << multiplier << ": grad std " << std << " (expected "
+                << expected << ")\n";
+    }
+    ok = ok && std::abs(std / expected - 1) < 0.05;
+  }
+  return ok ? 0 : 1;
+}
+
 // One rank's checks for `scenario`; returns the process exit code.
 int run_child(const std::string& scenario, int rank, int world, const std::string& store_path) {
   auto store = c10::make_intrusive<c10d::FileStore>(store_path, world);
   auto group = make_gloo_group(store, rank, world);
+  if (scenario == "data_parallel") return run_data_parallel(rank, world, group);
   torch::manual_seed(7);  // identical full table, input and gradient on every rank
   const auto full = torch::randn({kRows, kDim}) * 2;
   auto input = torch::randint(0, kRows, {6, 7});
@@ -45,7 +78,12 @@ int run_child(const std::string& scenario, int rank, int world, const std::strin
   if (scenario == "padding") options.padding_idx(-3);
   if (scenario == "max_norm") options.max_norm(1.5).norm_type(3.0);
 
-  auto module = dist::VocabParallelEmbedding::from_full(full, group, options);
+  // With a token count for data parallelism / accumulation (docs/SCALING.md): the scale stays
+  // the single-device op's with the same option, global V.
+  unit_scaling::GradScaleOptions grad_scale;
+  if (scenario == "token_multiplier") grad_scale.token_multiplier(0.25);
+  if (scenario == "num_tokens") grad_scale.num_tokens(4096);
+  auto module = dist::VocabParallelEmbedding::from_full(full, group, options, grad_scale);
   const dist::ShardRange range = module->shard();
   if (scenario == "bad_index") {
     input[5][6] = kRows;
@@ -101,8 +139,13 @@ int run_child(const std::string& scenario, int rank, int world, const std::strin
   }
 
   auto reference_weight = full.clone().requires_grad_();
-  const auto reference = unit_scaling::functional::embedding(
-      input, reference_weight, options.padding_idx(), options.max_norm(), options.norm_type());
+  const auto reference =
+      unit_scaling::functional::embedding(input, reference_weight,
+                                          unit_scaling::functional::EmbeddingFuncOptions()
+                                              .padding_idx(options.padding_idx())
+                                              .max_norm(options.max_norm())
+                                              .norm_type(options.norm_type()),
+                                          grad_scale);
   reference.backward(grad_out);
 
   const auto out = module(input);
@@ -168,7 +211,8 @@ TEST_P(VocabParallel, MatchesTheSingleProcessOpForOneToFourRanks) {
 INSTANTIATE_TEST_SUITE_P(Scenarios, VocabParallel,
                          ::testing::Values("plain", "padding", "max_norm", "bad_index",
                                            "bad_index_on_one_rank", "different_inputs",
-                                           "clone_and_double_backward"));
+                                           "clone_and_double_backward", "token_multiplier",
+                                           "num_tokens", "data_parallel"));
 
 TEST(VocabParallelSplit, RowsAreContiguousAndCoverTheTable) {
   for (int64_t world = 1; world <= 5; ++world) {

@@ -106,7 +106,8 @@ void fuzz_backward_operator(FuzzedDataProvider& data) {
   }
   at::Tensor result;
   try {
-    result = unit_scaling::detail::backward_op().call(grad, input, c10::SymInt(rows), padding);
+    result = unit_scaling::detail::backward_op().call(grad, input, c10::SymInt(rows), padding, 1.0,
+                                                      std::nullopt);
   } catch (const c10::Error&) {
     return;
   }
@@ -167,7 +168,8 @@ void fuzz_lookup_and_scale_operators(FuzzedDataProvider& data) {
   std::optional<c10::SymInt> padding;
   if (data.ConsumeBool()) padding = c10::SymInt(pick<int64_t>(data, {-rows - 1, -1, 0, rows}));
   try {
-    const at::Tensor out = unit_scaling::detail::lookup_op().call(input, weight, padding);
+    const at::Tensor out =
+        unit_scaling::detail::lookup_op().call(input, weight, padding, 1.0, std::nullopt);
     require(all_in_range(input, rows), "embedding_lookup accepted a bad index");
     require(same_bytes(out.reshape({-1, dim}),
                        weight.index_select(0, input.to(at::kLong).reshape({-1}))),

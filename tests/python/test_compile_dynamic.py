@@ -69,3 +69,27 @@ def test_functional_fullgraph_max_norm_while_n_changes(dtype):
         out_eager.backward(grad)
         out_compiled.backward(grad)
         torch.testing.assert_close(w_compiled.grad, w_eager.grad)
+
+
+@pytest.mark.parametrize("option", [{"token_multiplier": 0.25}, {"num_tokens": 4096}])
+def test_token_count_option_compiles_without_graph_break_or_recompile(option):
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("inductor")
+    eager = usc.Embedding(500, 16, padding_idx=3, **option)
+    compiled_module = usc.Embedding(500, 16, padding_idx=3, **option)
+    compiled_module.load_state_dict(eager.state_dict())
+    compiled = torch.compile(compiled_module, backend=counter, fullgraph=True, dynamic=True)
+    frames = []
+    for shape in [(4, 16), (2, 40), (3, 7)]:  # same rank: a new rank is a new graph
+        tokens = torch.randint(0, 500, shape)
+        grad = torch.randn(*shape, 16)
+        compiled(tokens).backward(grad)
+        eager(tokens).backward(grad)
+        torch.testing.assert_close(compiled_module.weight.grad, eager.weight.grad)
+        eager.zero_grad()
+        compiled_module.zero_grad()
+        frames.append(counter.frame_count)
+    # fullgraph=True: a graph break would raise. The first call compiles; no shape recompiles.
+    assert frames[0] >= 1 and frames == [frames[0]] * 3

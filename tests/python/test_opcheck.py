@@ -74,3 +74,13 @@ def test_embedding_renorm_(norm_type, shape, wdt):
 def test_scale_ops(op, shape, dtype):
     x = torch.randn(shape).to(dtype).requires_grad_()
     torch.library.opcheck(getattr(ops, op), (x, 0.7))
+
+
+@pytest.mark.parametrize("kwargs", [{"token_multiplier": 0.5}, {"num_tokens": 96}])
+@pytest.mark.parametrize("wdt", WEIGHT_DTYPES)
+def test_token_count_options(kwargs, wdt):
+    tokens = torch.randint(0, 7, (2, 3))
+    grad = torch.randn(2, 3, 4).to(wdt).requires_grad_()
+    torch.library.opcheck(ops.embedding, (tokens, _weight(wdt), 1), kwargs)
+    torch.library.opcheck(ops.embedding_lookup, (tokens, _weight(wdt), None), kwargs)
+    torch.library.opcheck(ops.embedding_backward, (grad, tokens, 7, -1), kwargs)

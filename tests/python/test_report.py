@@ -213,3 +213,31 @@ def test_awkward_paths_in_csv_and_plots(tmp_path):
     for name in ("histogram", "sweep"):
         assert png_size(out / f"{name}.png") == (1000, 600)
     assert not list(scratch.iterdir())  # the scratch folder is cleaned up
+
+
+@pytest.mark.parametrize("world,steps,accumulate,uncorrected,multiplier",
+                         [(4, 1, "sum", 0.5, 0.25), (2, 4, "sum", math.sqrt(2), 2.0),
+                          (2, 4, "mean", math.sqrt(2) / 4, 0.125)])
+def test_optimizer_step_with_and_without_the_token_count(tmp_path, world, steps, accumulate,
+                                                         uncorrected, multiplier):
+    out = tmp_path / "out"
+    result = run("--vocab", "4096", "--dim", "64", "--tokens", "4x512", "--dist", "uniform",
+                 "--data-parallel", world, "--accumulation", steps, "--accumulate", accumulate,
+                 "--no-plots", "--formats", "e4m3", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "optimizer-visible grad std" in result.stdout
+    rows = read_csv(out)
+    assert float(rows[("optimizer_step", "token_multiplier", "")]) == pytest.approx(multiplier)
+    assert float(rows[("optimizer_step", "grad_std", "uncorrected")]) == pytest.approx(
+        uncorrected, rel=0.05)
+    assert float(rows[("optimizer_step", "grad_std", "corrected")]) == pytest.approx(1, rel=0.05)
+
+
+@pytest.mark.parametrize("args", [["--data-parallel", "0"], ["--accumulation", "x"],
+                                  ["--accumulate", "avg"],
+                                  ["--data-parallel", "100", "--accumulation", "100"]])
+def test_bad_optimizer_step_options(tmp_path, args):
+    out = tmp_path / "out"
+    result = run(*args, "--out", out)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()

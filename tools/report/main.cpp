@@ -139,6 +139,9 @@ int run(const Options& options) {
   results.add_text("config", "dist", options.distribution_name());
   results.add_text("config", "dtype", options.dtype);
   results.add_text("config", "seed", std::to_string(options.seed));
+  results.add_text("config", "data_parallel", std::to_string(options.data_parallel));
+  results.add_text("config", "accumulation", std::to_string(options.accumulation));
+  results.add_text("config", "accumulate", options.loss_mean ? "mean" : "sum");
   results.add_text("config", "threads", std::to_string(torch::get_num_threads()));
   results.add_text("config", "padding_idx",
                    options.padding_idx ? std::to_string(*options.padding_idx) : "none");
@@ -194,6 +197,37 @@ int run(const Options& options) {
   std::cout << "rows that received gradient: " << used.sum().item<int64_t>() << " of "
             << options.vocab << "\n\n";
   results.add("summary", "rows_with_gradient", "", static_cast<double>(used.sum().item<int64_t>()));
+
+  // The optimizer step: P x K micro-batches of N tokens (the first is the main run's, the
+  // others fresh draws), each rank's K summed (or averaged), then averaged over the P ranks.
+  const double multiplier = options.token_multiplier();
+  at::Tensor uncorrected = at::zeros({options.vocab, options.dim}, at::kDouble);
+  at::Tensor corrected = at::zeros_like(uncorrected);
+  const double combine =
+      (options.loss_mean ? 1.0 / static_cast<double>(options.accumulation) : 1.0) /
+      static_cast<double>(options.data_parallel);
+  for (int64_t micro = 0; micro < options.data_parallel * options.accumulation; ++micro) {
+    const at::Tensor t =
+        micro == 0 ? tokens : sweep_tokens(options, options.tokens(), tokens).view_as(tokens);
+    const at::Tensor go = micro == 0 ? grad_out : at::randn_like(grad_out);
+    for (const auto& [sum, m] :
+         {std::pair<at::Tensor, double>{uncorrected, 1.0}, {corrected, multiplier}}) {
+      auto w = weight.detach().clone().requires_grad_();
+      unit_scaling::functional::embedding(
+          t, w, unit_scaling::functional::EmbeddingFuncOptions().padding_idx(options.padding_idx),
+          unit_scaling::GradScaleOptions().token_multiplier(m))
+          .backward(go);
+      sum.add_(w.grad().to(at::kDouble), combine);
+    }
+  }
+  std::cout << "optimizer step: P=" << options.data_parallel
+            << " data-parallel ranks (averaged), K=" << options.accumulation
+            << " micro-batches (loss " << (options.loss_mean ? "divided by K" : "summed") << ")\n"
+            << "optimizer-visible grad std: " << fixed(stddev(uncorrected)) << " uncorrected, "
+            << fixed(stddev(corrected)) << " with token_multiplier=" << multiplier << "\n\n";
+  results.add("optimizer_step", "token_multiplier", "", multiplier);
+  results.add("optimizer_step", "grad_std", "uncorrected", stddev(uncorrected));
+  results.add("optimizer_step", "grad_std", "corrected", stddev(corrected));
 
   std::cout << std::setw(10) << "format" << std::setw(14) << "gradient" << std::setw(17)
             << "flush to zero" << std::setw(12) << "subnormal" << std::setw(12) << "saturated"

@@ -28,6 +28,7 @@ T parse_whole(const std::string& option, const std::string& text, const char* ex
 }
 
 constexpr int64_t kMaxThreads = 4096;
+constexpr int64_t kMaxMicroBatches = 4096;
 
 int64_t parse_integer(const std::string& option, const std::string& text) {
   return parse_whole<int64_t>(option, text, "an integer", [](const std::string& t, size_t* used) {
@@ -96,8 +97,9 @@ Options parse_options(const std::vector<std::string>& args) {
     const bool takes_value = option == "--vocab" || option == "--dim" || option == "--tokens" ||
                              option == "--dist" || option == "--dtype" ||
                              option == "--padding-idx" || option == "--seed" ||
-                             option == "--threads" || option == "--formats" || option == "--out" ||
-                             option == "--token-type";
+                             option == "--threads" || option == "--data-parallel" ||
+                             option == "--accumulation" || option == "--accumulate" ||
+                             option == "--formats" || option == "--out" || option == "--token-type";
     if (!takes_value) throw UsageError("unknown option '" + option + "' (see --help)");
     if (i + 1 >= args.size()) throw UsageError(option + ": missing value");
     const std::string& value = args[++i];
@@ -163,6 +165,15 @@ Options parse_options(const std::vector<std::string>& args) {
                            "' (known: float16, bfloat16, e4m3, e5m2)");
         }
       }
+    } else if (option == "--data-parallel") {
+      options.data_parallel = parse_positive(option, value);
+    } else if (option == "--accumulation") {
+      options.accumulation = parse_positive(option, value);
+    } else if (option == "--accumulate") {
+      if (value != "sum" && value != "mean") {
+        throw UsageError("--accumulate: expected sum or mean, got '" + value + "'");
+      }
+      options.loss_mean = value == "mean";
     } else if (option == "--out") {
       if (value.empty()) throw UsageError("--out: empty path");
       options.out = value;
@@ -174,6 +185,10 @@ Options parse_options(const std::vector<std::string>& args) {
                      " is outside [-vocab, vocab) = [" + std::to_string(-options.vocab) + ", " +
                      std::to_string(options.vocab) + ")");
   }
+  if (options.data_parallel > kMaxMicroBatches / options.accumulation) {
+    throw UsageError("--data-parallel x --accumulation: at most " +
+                     std::to_string(kMaxMicroBatches) + " micro-batches are simulated");
+  }
   constexpr int64_t kMaxElements = std::numeric_limits<int64_t>::max();
   if (options.dim > kMaxElements / options.vocab || options.dim > kMaxElements / options.tokens()) {
     throw UsageError(
@@ -184,6 +199,13 @@ Options parse_options(const std::vector<std::string>& args) {
     throw UsageError("--token-type: only meaningful with --dist file:PATH");
   }
   return options;
+}
+
+// m = c^2 P K, c = 1/P (averaged over ranks) x 1/K (when the loss is divided by K).
+double Options::token_multiplier() const {
+  const double p = static_cast<double>(data_parallel);
+  const double k = static_cast<double>(accumulation);
+  return loss_mean ? 1.0 / (p * k) : k / p;
 }
 
 std::string usage() {
@@ -203,6 +225,9 @@ tokens, float32.
   --padding-idx I       padding row, in [-V, V)
   --seed S              random seed (default 0)
   --threads N           intra-op threads (default: PyTorch's)
+  --data-parallel P     data-parallel ranks whose gradients are averaged (default 1)
+  --accumulation K      accumulated micro-batches per optimizer step (default 1)
+  --accumulate sum|mean loss summed over the K micro-batches, or divided by K (default sum)
   --formats LIST        comma list of float16,bfloat16,e4m3,e5m2 (default: all)
   --out DIR             output folder for report.csv and figures (default report/)
   --no-plots            skip the figures (no gnuplot needed)

@@ -31,12 +31,19 @@ struct Options {
   std::optional<int64_t> padding_idx;
   uint64_t seed = 0;
   std::optional<int> threads;
+  // The optimizer step (docs/SCALING.md): P data-parallel ranks whose gradients are averaged,
+  // K accumulated micro-batches, the loss summed over them or divided by K ("mean").
+  int64_t data_parallel = 1;
+  int64_t accumulation = 1;
+  bool loss_mean = false;
   std::vector<std::string> formats{"float16", "bfloat16", "e4m3", "e5m2"};
   std::string out = "report";
   bool plots = true;
   bool help = false;
 
   int64_t tokens() const { return batch * sequence; }
+  // The token_multiplier that keeps the optimizer-visible gradient at unit scale.
+  double token_multiplier() const;
   std::string distribution_name() const;
 };
 

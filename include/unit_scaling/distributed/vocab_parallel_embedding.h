@@ -21,6 +21,7 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/options/embedding.h>
 #include <torch/nn/pimpl.h>
+#include <unit_scaling/grad_scale.h>
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
@@ -40,6 +41,10 @@ struct VocabParallelEmbeddingOptions {
       : embedding(std::move(embedding)), process_group(std::move(process_group)) {}
   torch::nn::EmbeddingOptions embedding;  // global num_embeddings, padding_idx, max_norm, ...
   c10::intrusive_ptr<c10d::ProcessGroup> process_group;
+  // The token count of the (global-V) scale under data parallelism / accumulation: the
+  // multiplier counts data- and context-parallel replicas only, never this tensor-parallel
+  // group (docs/SCALING.md).
+  GradScaleOptions grad_scale;
 };
 
 class VocabParallelEmbeddingImpl : public torch::nn::Cloneable<VocabParallelEmbeddingImpl> {
@@ -73,7 +78,8 @@ class VocabParallelEmbedding : public torch::nn::ModuleHolder<VocabParallelEmbed
   // Shards an existing full table (same on every rank): this rank keeps a copy of its rows.
   static VocabParallelEmbedding from_full(const at::Tensor& full_weight,
                                           c10::intrusive_ptr<c10d::ProcessGroup> group,
-                                          torch::nn::EmbeddingOptions options);
+                                          torch::nn::EmbeddingOptions options,
+                                          GradScaleOptions grad_scale = {});
 };
 
 }  // namespace unit_scaling::distributed

@@ -6,6 +6,7 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/options/embedding.h>
 #include <torch/nn/pimpl.h>
+#include <unit_scaling/grad_scale.h>
 
 #include <ostream>
 
@@ -21,7 +22,8 @@ class EmbeddingImpl : public torch::nn::Cloneable<EmbeddingImpl> {
   // Checks the options (ValueError for a padding_idx outside [-V, V), max_norm/norm_type <= 0,
   // scale_grad_by_freq or sparse) and registers `weight`: options._weight if given (must be
   // V x D), otherwise a fresh table drawn by reset_parameters().
-  explicit EmbeddingImpl(EmbeddingOptions options_);
+  // grad_scale_: the token count of the gradient's scale (docs/SCALING.md); default N.
+  explicit EmbeddingImpl(EmbeddingOptions options_, GradScaleOptions grad_scale_ = {});
 
   void reset() override;
   // weight ~ N(0, 1), then the padding row (if any) zeroed.
@@ -31,6 +33,7 @@ class EmbeddingImpl : public torch::nn::Cloneable<EmbeddingImpl> {
   at::Tensor forward(const at::Tensor& indices);
 
   EmbeddingOptions options;
+  GradScaleOptions grad_scale;
   at::Tensor weight;
 };
 
