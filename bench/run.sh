@@ -12,7 +12,7 @@ out="$build_dir/bench.json"
   --benchmark_repetitions="${REPS:-3}" --benchmark_min_time="${MIN_TIME:-0.2}" \
   --benchmark_report_aggregates_only=true --benchmark_out="$out" --benchmark_out_format=json >&2
 echo "## Time ratios (median of ${REPS:-3})"
-python3 "$repo/bench/report.py" "$out"
+python3 "$repo/bench/format_table.py" "$out"
 echo
 echo "## bf16/fp16 gradient precision, Zipf(1.1), V=1000, D=64, N=65536"
-"$build_dir/bench/precision_report"
+"$build_dir/bench/precision_table"

@@ -2,14 +2,13 @@
 // rank with the usual variables -- MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE -- e.g. with
 // scripts/launch_vocab_parallel.sh P, or any torchrun-style launcher, on one or many machines.
 #include <torch/torch.h>
+#include <unit_scaling/distributed/gloo_group.h>
 #include <unit_scaling/distributed/vocab_parallel_embedding.h>
 
 #include <cstdlib>
 #include <iostream>
 #include <string>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-
-#include "../tests/distributed/gloo_group.h"
 
 namespace {
 
@@ -28,7 +27,7 @@ int main() {
   store_options.isServer = rank == 0;
   store_options.numWorkers = world;
   auto store = c10::make_intrusive<c10d::TCPStore>(env("MASTER_ADDR", "127.0.0.1"), store_options);
-  auto group = make_gloo_group(store, rank, world);
+  auto group = unit_scaling::distributed::make_gloo_group(store, rank, world);
 
   // GPT-2's vocabulary, split by rows; the same batch on every rank (seeded identically).
   const int64_t vocab = 50257, dim = 64;

@@ -27,6 +27,12 @@ inline kernels::IndexType kernel_index_type(at::ScalarType type) {
   return type == at::kInt ? kernels::IndexType::kInt32 : kernels::IndexType::kInt64;
 }
 
+// The index values of a contiguous input already checked to be int32 or int64.
+inline kernels::IndexArray index_array(const at::Tensor& contiguous_indices) {
+  return {kernel_index_type(contiguous_indices.scalar_type()), contiguous_indices.const_data_ptr(),
+          contiguous_indices.numel()};
+}
+
 // Runs kernel work on ATen's intra-op thread pool (sized by torch::set_num_threads).
 inline kernels::Executor aten_executor() {
   kernels::Executor executor;

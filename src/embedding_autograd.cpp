@@ -10,8 +10,8 @@
 #include <torch/library.h>
 
 #include "embedding_checks.h"
-#include "embedding_ops.h"
 #include "operators.h"
+#include "unit_scale.h"
 
 namespace unit_scaling::detail {
 namespace {
@@ -152,8 +152,16 @@ at::Tensor lookup_meta(const at::Tensor& input, const at::Tensor& weight,
 at::Tensor backward_meta(const at::Tensor& grad_output, const at::Tensor& input,
                          c10::SymInt num_weights, std::optional<c10::SymInt> /*padding_idx*/,
                          double token_multiplier, std::optional<int64_t> num_tokens) {
-  check_backward_arguments(grad_output, input, num_weights);
+  check_backward_tensors(grad_output, input, num_weights);
   check_token_count(token_multiplier, num_tokens);
+  return at::empty_symint({std::move(num_weights), grad_output.sym_size(-1)},
+                          grad_output.options());
+}
+
+at::Tensor scaled_backward_meta(const at::Tensor& grad_output, const at::Tensor& input,
+                                c10::SymInt num_weights, c10::SymInt /*padding_row*/,
+                                double /*scale*/) {
+  check_backward_tensors(grad_output, input, num_weights);
   return at::empty_symint({std::move(num_weights), grad_output.sym_size(-1)},
                           grad_output.options());
 }
@@ -176,5 +184,6 @@ TORCH_LIBRARY_IMPL(unit_scaling, Autograd, m) {
 TORCH_LIBRARY_IMPL(unit_scaling, Meta, m) {
   m.impl("embedding_lookup", &unit_scaling::detail::lookup_meta);
   m.impl("embedding_backward", &unit_scaling::detail::backward_meta);
+  m.impl("_scaled_embedding_backward", &unit_scaling::detail::scaled_backward_meta);
   m.impl("embedding_renorm_", &unit_scaling::detail::renorm_meta);
 }

@@ -109,8 +109,8 @@ void check_input_and_weight(const at::Tensor& input, const at::Tensor& weight) {
   check_product_fits(input.sym_numel(), weight.sym_size(1), "the output");
 }
 
-void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
-                              const c10::SymInt& num_weights) {
+void check_backward_tensors(const at::Tensor& grad_output, const at::Tensor& input,
+                            const c10::SymInt& num_weights) {
   check_index_tensor(input);
   TORCH_CHECK_TYPE(grad_output.defined(), kOp, "grad_output is an undefined tensor");
   TORCH_CHECK_TYPE(grad_output.layout() == at::kStrided, kOp,
@@ -132,6 +132,37 @@ void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& i
     TORCH_CHECK_VALUE(*rows >= 0, kOp, "num_weights must be >= 0, got num_weights=", *rows);
   }
   check_product_fits(num_weights, grad_output.sym_size(-1), "the weight gradient");
+}
+
+int64_t check_lookup_arguments(const at::Tensor& input, const at::Tensor& weight,
+                               std::optional<int64_t> padding_idx, double token_multiplier,
+                               std::optional<int64_t> num_tokens) {
+  check_input_and_weight(input, weight);
+  check_token_count(token_multiplier, num_tokens);
+  return padding_row(padding_idx, weight.size(0));
+}
+
+int64_t check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
+                                 int64_t num_weights, std::optional<int64_t> padding_idx,
+                                 double token_multiplier, std::optional<int64_t> num_tokens) {
+  check_backward_tensors(grad_output, input, num_weights);
+  check_token_count(token_multiplier, num_tokens);
+  return padding_row(padding_idx, num_weights);
+}
+
+void check_scaled_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
+                                     int64_t num_weights, int64_t padding_row, double scale) {
+  check_backward_tensors(grad_output, input, num_weights);
+  TORCH_CHECK_VALUE(padding_row >= -1 && padding_row < num_weights, kOp,
+                    "padding_row=", padding_row, " must be -1 (none) or in [0, ", num_weights, ")");
+  TORCH_CHECK_VALUE(std::isfinite(scale), kOp, "scale must be finite, got scale=", scale);
+}
+
+void check_renorm_arguments(const at::Tensor& weight, const at::Tensor& input, double max_norm,
+                            double norm_type) {
+  check_input_and_weight(input, weight);
+  check_options(EmbeddingFuncOptions().max_norm(max_norm).norm_type(norm_type));
+  check_writable_without_overlap(weight);
 }
 
 // Sufficient (and for two dims also necessary) for distinct addresses: ignoring dims of size
@@ -182,13 +213,9 @@ void check_indices_in_range(const at::Tensor& indices, int64_t num_rows) {
   const int64_t count = indices.numel();
   if (count == 0) return;
   if (indices.is_cpu()) {
-    const auto type = kernel_index_type(indices.scalar_type());
-    const int64_t bad =
-        kernels::find_first_invalid_index(type, indices.const_data_ptr(), count, num_rows);
-    if (bad >= 0) {
-      throw_bad_index(kernels::index_at(type, indices.const_data_ptr(), bad), indices.sizes(), bad,
-                      num_rows);
-    }
+    const kernels::IndexArray values = index_array(indices);
+    const int64_t bad = kernels::find_first_invalid_index(values, num_rows);
+    if (bad >= 0) throw_bad_index(kernels::index_at(values, bad), indices.sizes(), bad, num_rows);
     return;
   }
   // Other devices: one reduction on the device, then the first bad position if there is one.

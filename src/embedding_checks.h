@@ -33,10 +33,23 @@ int64_t check_settings(const EmbeddingFuncOptions& options, int64_t num_rows);
 // float32/float64/float16/bfloat16 table; same device; an output size that fits int64.
 void check_input_and_weight(const at::Tensor& input, const at::Tensor& weight);
 
-// Arguments of embedding_backward: input as above, grad_output a strided floating tensor of
+// The tensors of embedding_backward: input as above, grad_output a strided floating tensor of
 // shape input.shape + (D,) on input's device, num_weights >= 0, num_weights x D fits int64.
-void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
-                              const c10::SymInt& num_weights);
+void check_backward_tensors(const at::Tensor& grad_output, const at::Tensor& input,
+                            const c10::SymInt& num_weights);
+
+// Everything each operator checks before it runs (concrete sizes); index values excepted.
+// The lookup and backward return the wrapped padding row (-1 for none).
+int64_t check_lookup_arguments(const at::Tensor& input, const at::Tensor& weight,
+                               std::optional<int64_t> padding_idx, double token_multiplier,
+                               std::optional<int64_t> num_tokens);
+int64_t check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
+                                 int64_t num_weights, std::optional<int64_t> padding_idx,
+                                 double token_multiplier, std::optional<int64_t> num_tokens);
+void check_scaled_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
+                                     int64_t num_weights, int64_t padding_row, double scale);
+void check_renorm_arguments(const at::Tensor& weight, const at::Tensor& input, double max_norm,
+                            double norm_type);
 
 // ValueError unless weight's elements provably occupy distinct memory (max_norm writes rows in
 // parallel); at::has_internal_overlap answers "too hard" for some overlapping layouts.

@@ -22,6 +22,8 @@ using LookupSignature = at::Tensor(const at::Tensor&, const at::Tensor&, std::op
                                    double, std::optional<int64_t>);
 using BackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymInt,
                                      std::optional<c10::SymInt>, double, std::optional<int64_t>);
+using ScaledBackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymInt,
+                                           c10::SymInt, double);
 using RenormSignature = void(const at::Tensor&, const at::Tensor&, double, double);
 using ScaleSignature = at::Tensor(const at::Tensor&, double);
 
@@ -35,6 +37,11 @@ inline const c10::TypedOperatorHandle<LookupSignature>& lookup_op() {
 }
 inline const c10::TypedOperatorHandle<BackwardSignature>& backward_op() {
   static const auto handle = find_operator<BackwardSignature>("unit_scaling::embedding_backward");
+  return handle;
+}
+inline const c10::TypedOperatorHandle<ScaledBackwardSignature>& scaled_backward_op() {
+  static const auto handle =
+      find_operator<ScaledBackwardSignature>("unit_scaling::_scaled_embedding_backward");
   return handle;
 }
 inline const c10::TypedOperatorHandle<RenormSignature>& renorm_op() {

@@ -15,7 +15,6 @@
 #include <torch/library.h>
 
 #include "embedding_checks.h"
-#include "embedding_ops.h"
 #include "operators.h"
 
 namespace unit_scaling::detail {
@@ -59,6 +58,10 @@ TORCH_LIBRARY(unit_scaling, m) {
   m.def(
       "embedding_backward(Tensor grad_output, Tensor input, SymInt num_weights, "
       "SymInt? padding_idx=None, *, float token_multiplier=1.0, int? num_tokens=None) -> Tensor");
+  // Internal (vocab-parallel backward): an explicit scale and padding row, not differentiable.
+  m.def(
+      "_scaled_embedding_backward(Tensor grad_output, Tensor input, SymInt num_weights, "
+      "SymInt padding_row, float scale) -> Tensor");
   m.def(
       "embedding_renorm_(Tensor(a!) weight, Tensor input, float max_norm, float norm_type) -> ()");
   m.def("scale_fwd(Tensor x, float scale) -> Tensor");
@@ -67,10 +70,4 @@ TORCH_LIBRARY(unit_scaling, m) {
 
 TORCH_LIBRARY_IMPL(unit_scaling, CompositeImplicitAutograd, m) {
   m.impl("embedding", &unit_scaling::detail::embedding_composite);
-}
-
-TORCH_LIBRARY_IMPL(unit_scaling, CompositeExplicitAutograd, m) {
-  m.impl("embedding_lookup", &unit_scaling::detail::embedding_lookup);
-  m.impl("embedding_backward", &unit_scaling::detail::embedding_backward);
-  m.impl("embedding_renorm_", &unit_scaling::detail::embedding_renorm_);
 }

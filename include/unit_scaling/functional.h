@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/options/embedding.h>
+#include <unit_scaling/export.h>
 #include <unit_scaling/grad_scale.h>
 
 #include <optional>
@@ -32,11 +33,16 @@ using EmbeddingFuncOptions = torch::nn::functional::EmbeddingFuncOptions;
 // value or shape: c10::ValueError; bad dtype/layout: c10::TypeError (Python's IndexError,
 // ValueError, TypeError).
 //
+// Example:
+//   namespace F = unit_scaling::functional;
+//   auto x = F::embedding(tokens, weight, F::EmbeddingFuncOptions().padding_idx(0));
+//   x.backward(torch::randn_like(x));  // weight.grad() ~ unit scale
+//
 // grad_scale (an extension, docs/SCALING.md): the token count N of the scale for data
 // parallelism and gradient accumulation; the default is N = input.numel().
-at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight,
-                     const EmbeddingFuncOptions& options = {},
-                     const GradScaleOptions& grad_scale = {});
+UNIT_SCALING_API at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight,
+                                      const EmbeddingFuncOptions& options = {},
+                                      const GradScaleOptions& grad_scale = {});
 
 // Positional form mirroring the Python signature of unit_scaling.functional.embedding:
 //   embedding(input, weight, /*padding_idx=*/0, /*max_norm=*/1.0, /*norm_type=*/2.0).

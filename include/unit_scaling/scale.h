@@ -2,14 +2,22 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <unit_scaling/export.h>
 
 namespace unit_scaling {
 
 // Forward returns x * scale; backward passes the incoming gradient through unchanged.
-at::Tensor scale_fwd(const at::Tensor& x, double scale);
+// scale must be finite (ValueError).
+//
+// Example:
+//   auto y = unit_scaling::scale_fwd(x, 0.5);  // y = x / 2, dy/dx treated as 1
+UNIT_SCALING_API at::Tensor scale_fwd(const at::Tensor& x, double scale);
 
 // Forward returns a copy of x; backward multiplies the incoming gradient by scale.
 // Differentiable again (the backward is linear), so double backward works.
-at::Tensor scale_bwd(const at::Tensor& x, double scale);
+//
+// Example:
+//   auto w = unit_scaling::scale_bwd(weight, std::sqrt(V / N));  // w == weight, grad * s
+UNIT_SCALING_API at::Tensor scale_bwd(const at::Tensor& x, double scale);
 
 }  // namespace unit_scaling

@@ -9,9 +9,9 @@
 #include <torch/csrc/distributed/c10d/Types.hpp>
 
 #include "embedding_checks.h"
-#include "embedding_ops.h"
 #include "embedding_table.h"
 #include "operators.h"
+#include "unit_scale.h"
 
 namespace unit_scaling::distributed {
 namespace {
@@ -55,7 +55,7 @@ class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup
         "supported; the single-device unit_scaling::nn::Embedding supports it");
     const at::Tensor indices = ctx->get_saved_variables()[0];
     const int64_t rows = ctx->saved_data["rows"].toInt();
-    const at::Tensor with_extra_row = detail::scaled_embedding_backward(
+    const at::Tensor with_extra_row = detail::scaled_backward_op().call(
         grads[0], indices, rows + 1, /*padding_row=*/rows, ctx->saved_data["scale"].toDouble());
     return {with_extra_row.narrow(0, 0, rows),
             at::Tensor(),

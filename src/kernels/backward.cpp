@@ -80,7 +80,9 @@ inline void prefetch_row(const void* row, int64_t bytes) {
   const auto* p = static_cast<const char*>(row);
   const int64_t head = bytes < 256 ? bytes : 256;
   for (int64_t offset = 0; offset < head; offset += 64) __builtin_prefetch(p + offset);
-  for (int64_t offset = 4096; offset < bytes; offset += 4096) __builtin_prefetch(p + offset);
+  for (int64_t offset = kPageBytes; offset < bytes; offset += kPageBytes) {
+    __builtin_prefetch(p + offset);
+  }
 }
 
 // sum[c] += g[c] and out[c] = round(sum[c] * scale): separate functions with restrict-qualified

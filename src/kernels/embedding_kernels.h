@@ -1,7 +1,7 @@
 // Framework-free CPU kernels of unit-scaled embedding, on raw pointers, sizes and strides
 // (counted in elements). The LibTorch glue in src/ validates arguments before calling these;
 // the kernels trust their inputs except where a function says it checks something. Each entry
-// point lives in its own file: lookup.cpp, renorm.cpp, backward.cpp.
+// point lives in its own file: index_checks.cpp, gather.cpp, renorm.cpp, backward.cpp.
 #pragma once
 
 #include <cstdint>
@@ -33,17 +33,18 @@ struct MutableMatrix {
   int64_t rows, cols, row_stride, col_stride;
 };
 
-// Index of the first entry of indices[0, count) outside [0, num_rows), or -1 if all are valid.
-int64_t find_first_invalid_index(IndexType type, const void* indices, int64_t count,
-                                 int64_t num_rows);
+// Bytes of one page: the unit the kernels prefetch by when rows are scattered over memory.
+constexpr int64_t kPageBytes = 4096;
 
-// Reads indices[position] as int64 (for error messages).
-int64_t index_at(IndexType type, const void* indices, int64_t position);
+// Index of the first index outside [0, num_rows), or -1 if all are valid.
+int64_t find_first_invalid_index(IndexArray indices, int64_t num_rows);
 
-// The distinct values of indices[0, count), ascending. All must lie in [0, num_rows).
+// Reads the index at `position` as int64 (for error messages).
+int64_t index_at(IndexArray indices, int64_t position);
+
+// The distinct index values, ascending. All must lie in [0, num_rows).
 // O(count + num_rows) time via a presence mask.
-std::vector<int64_t> distinct_rows(IndexType type, const void* indices, int64_t count,
-                                   int64_t num_rows);
+std::vector<int64_t> distinct_rows(IndexArray indices, int64_t num_rows);
 
 // For each listed row with p-norm > max_norm, multiply it in place by
 // max_norm / (norm + 1e-7) (the torch.embedding_renorm_ rule). The norm is accumulated in
@@ -54,8 +55,8 @@ void renorm_rows(DType dtype, MutableMatrix weight, const std::vector<int64_t>& 
 
 // out[p, :] = weight[indices[p], :] for p < count; out is count x weight.cols, contiguous.
 // A pure copy: bytes move unchanged, so only the element size matters.
-void gather_rows(size_t element_bytes, ConstMatrix weight, IndexType type, const void* indices,
-                 int64_t count, void* out, const Executor& executor);
+void gather_rows(size_t element_bytes, ConstMatrix weight, IndexArray indices, void* out,
+                 const Executor& executor);
 
 // Lookup positions grouped by row: positions[start[r] .. start[r + 1]) are the p with
 // indices[p] == r, ascending.

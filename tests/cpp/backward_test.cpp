@@ -85,7 +85,8 @@ TEST(Backward, NoGradientForInputAndNoneWithoutRequiresGrad) {
   EXPECT_EQ(edges, 1);
 }
 
-// Rule 8: sums accumulate in float32, so many small bf16 contributions are not lost.
+// Contract rule 8 (docs/ARCHITECTURE.md): sums accumulate in float32, so many small bf16
+// contributions are not lost.
 TEST(Backward, Bfloat16AccumulatesInFloat32) {
   // 4096 lookups of row 0, each with gradient 1: a bf16 running sum stalls at 256.
   const auto input = torch::zeros({4096}, torch::kLong);
@@ -130,7 +131,8 @@ TEST(UnitScale, OutputAndWeightGradientHaveUnitStd) {
   EXPECT_NEAR(plain_std, std::sqrt(512.0 / rows), 0.05);
 }
 
-// Rule 9: with create_graph the gradient is itself differentiable (linear in grad_out).
+// Contract rule 9 (docs/ARCHITECTURE.md): with create_graph the gradient is itself differentiable
+// (linear in grad_out).
 TEST(DoubleBackward, GradientOfTheGradientIsTheScaledMaskedLookup) {
   torch::manual_seed(7);
   const int64_t rows = 12;

@@ -118,7 +118,8 @@ TEST(SpecExamples, PaddingIdx) {
       F::embedding(input, weights, F::EmbeddingFuncOptions().padding_idx(0)).equal(expected));
 }
 
-// Rule 4: the output at padding positions is whatever the padding row holds (not forced to 0).
+// Contract rule 4 (docs/ARCHITECTURE.md): the output at padding positions is whatever the padding
+// row holds (not forced to 0).
 TEST(Padding, OutputShowsThePaddingRowAsIs) {
   const auto weight = torch::randn({6, 2});
   const auto input = torch::tensor({5, 1, 5});

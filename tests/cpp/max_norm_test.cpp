@@ -1,4 +1,5 @@
-// Contract rule 5: max_norm renormalises the referenced rows of the caller's weight in place.
+// Contract rule 5 (docs/ARCHITECTURE.md): max_norm renormalises the referenced rows of the caller's
+// weight in place.
 #include <unit_scaling/functional.h>
 
 #include <limits>

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
+#include <unit_scaling/distributed/gloo_group.h>
 #include <unit_scaling/distributed/vocab_parallel_embedding.h>
 #include <unit_scaling/unit_scaling.h>
 
@@ -15,8 +16,6 @@
 #include <string>
 #include <thread>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
-
-#include "gloo_group.h"
 
 namespace dist = unit_scaling::distributed;
 
@@ -66,7 +65,7 @@ int run_data_parallel(int rank, int world, const c10::intrusive_ptr<c10d::Proces
 // One rank's checks for `scenario`; returns the process exit code.
 int run_child(const std::string& scenario, int rank, int world, const std::string& store_path) {
   auto store = c10::make_intrusive<c10d::FileStore>(store_path, world);
-  auto group = make_gloo_group(store, rank, world);
+  auto group = unit_scaling::distributed::make_gloo_group(store, rank, world);
   if (scenario == "data_parallel") return run_data_parallel(rank, world, group);
   torch::manual_seed(7);  // identical full table, input and gradient on every rank
   const auto full = torch::randn({kRows, kDim}) * 2;

@@ -11,6 +11,12 @@
 // a ValueError) instead of leaving them waiting. Then each rank looks up the rows it owns, writes
 // zeros elsewhere, and all-reduces (sum) the output: the single-device lookup exactly.
 // Double backward (create_graph=true) is not supported: NotImplementedError.
+//
+// Example:
+//   auto group = unit_scaling::distributed::make_gloo_group(store, rank, world);  // or NCCL
+//   auto embed = unit_scaling::distributed::VocabParallelEmbedding::from_full(
+//       table, group, torch::nn::EmbeddingOptions(V, D).padding_idx(0));
+//   auto x = embed(tokens);  // collective: the same tokens on every rank
 // Backward: the all-reduce's gradient is the identity for a replicated output gradient; each
 // rank's weight gradient is its shard of the single-device unit-scaled gradient, with the
 // GLOBAL scale s = sqrt(V / N) -- the shard's own row count would over-scale by sqrt(P).
@@ -21,6 +27,7 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/options/embedding.h>
 #include <torch/nn/pimpl.h>
+#include <unit_scaling/export.h>
 #include <unit_scaling/grad_scale.h>
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
@@ -33,7 +40,7 @@ struct ShardRange {
 };
 
 // The rows rank `rank` of `world_size` owns (see the split rule above).
-ShardRange shard_range(int64_t num_rows, int64_t rank, int64_t world_size);
+UNIT_SCALING_API ShardRange shard_range(int64_t num_rows, int64_t rank, int64_t world_size);
 
 struct VocabParallelEmbeddingOptions {
   VocabParallelEmbeddingOptions(torch::nn::EmbeddingOptions embedding,
@@ -47,7 +54,8 @@ struct VocabParallelEmbeddingOptions {
   GradScaleOptions grad_scale;
 };
 
-class VocabParallelEmbeddingImpl : public torch::nn::Cloneable<VocabParallelEmbeddingImpl> {
+class UNIT_SCALING_API VocabParallelEmbeddingImpl
+    : public torch::nn::Cloneable<VocabParallelEmbeddingImpl> {
  public:
   // Registers `weight` (this rank's rows): options.embedding._weight if given (must be the
   // shard, shard_range().size() x D), else N(0, 1) with the global padding row zeroed.
@@ -70,7 +78,8 @@ class VocabParallelEmbeddingImpl : public torch::nn::Cloneable<VocabParallelEmbe
   void check_inputs_agree(const at::Tensor& valid_indices, at::IntArrayRef shape) const;
 };
 
-class VocabParallelEmbedding : public torch::nn::ModuleHolder<VocabParallelEmbeddingImpl> {
+class UNIT_SCALING_API VocabParallelEmbedding
+    : public torch::nn::ModuleHolder<VocabParallelEmbeddingImpl> {
  public:
   using torch::nn::ModuleHolder<VocabParallelEmbeddingImpl>::ModuleHolder;
   using Impl = VocabParallelEmbeddingImpl;

@@ -1,11 +1,18 @@
 // unit_scaling::nn::Embedding: the module form of unit_scaling::functional::embedding, built
 // from torch::nn::EmbeddingOptions like torch::nn::Embedding. Differences from PyTorch's module:
-// the weight starts as N(0, 1) (unit scale) and the backward is unit-scaled (see functional.h).
+// the weight starts as N(0, 1) (unit scale) and the backward is unit-scaled (see functional.h);
+// clone() is a deep copy that keeps requires_grad, also for a module built from a given table.
+//
+// Example:
+//   unit_scaling::nn::Embedding embed(unit_scaling::nn::EmbeddingOptions(50257,
+//   768).padding_idx(0)); auto x = embed(tokens);                     // (B, T, 768) auto frozen =
+//   unit_scaling::nn::Embedding::from_pretrained(table);
 #pragma once
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/options/embedding.h>
 #include <torch/nn/pimpl.h>
+#include <unit_scaling/export.h>
 #include <unit_scaling/grad_scale.h>
 
 #include <ostream>
@@ -15,7 +22,7 @@ namespace unit_scaling::nn {
 using EmbeddingOptions = torch::nn::EmbeddingOptions;
 using EmbeddingFromPretrainedOptions = torch::nn::EmbeddingFromPretrainedOptions;
 
-class EmbeddingImpl : public torch::nn::Cloneable<EmbeddingImpl> {
+class UNIT_SCALING_API EmbeddingImpl : public torch::nn::Cloneable<EmbeddingImpl> {
  public:
   EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim)
       : EmbeddingImpl(EmbeddingOptions(num_embeddings, embedding_dim)) {}
@@ -39,7 +46,7 @@ class EmbeddingImpl : public torch::nn::Cloneable<EmbeddingImpl> {
 
 // Module holder, as TORCH_MODULE(Embedding) would declare it, plus from_pretrained (the same
 // shape as torch::nn::Embedding, which needs the static member too).
-class Embedding : public torch::nn::ModuleHolder<EmbeddingImpl> {
+class UNIT_SCALING_API Embedding : public torch::nn::ModuleHolder<EmbeddingImpl> {
  public:
   using torch::nn::ModuleHolder<EmbeddingImpl>::ModuleHolder;
   using Impl = EmbeddingImpl;

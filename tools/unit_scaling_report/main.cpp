@@ -13,10 +13,10 @@
 #include <iostream>
 #include <sstream>
 
-#include "report/format_stats.h"
-#include "report/options.h"
-#include "report/plots.h"
-#include "report/tokens.h"
+#include "unit_scaling_report/format_stats.h"
+#include "unit_scaling_report/options.h"
+#include "unit_scaling_report/plots.h"
+#include "unit_scaling_report/tokens.h"
 
 using namespace unit_scaling::report;
 

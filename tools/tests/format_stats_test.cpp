@@ -1,6 +1,6 @@
 // The report's format statistics against hand-computed cases: values at each format's max, min
 // normal and min subnormal, just below half the min subnormal, and beyond max.
-#include "report/format_stats.h"
+#include "unit_scaling_report/format_stats.h"
 
 #include <cmath>
 

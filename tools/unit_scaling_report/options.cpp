@@ -1,4 +1,4 @@
-#include "report/options.h"
+#include "unit_scaling_report/options.h"
 
 #include <cmath>
 #include <limits>

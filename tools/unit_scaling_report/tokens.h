@@ -3,7 +3,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "report/options.h"
+#include "unit_scaling_report/options.h"
 
 namespace unit_scaling::report {
 

@@ -1,4 +1,4 @@
-#include "report/tokens.h"
+#include "unit_scaling_report/tokens.h"
 
 #include <ATen/ATen.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "report/plots.h"
+#include "unit_scaling_report/plots.h"
 
 #include <fcntl.h>
 #include <sys/wait.h>

@@ -1,4 +1,4 @@
-#include "report/format_stats.h"
+#include "unit_scaling_report/format_stats.h"
 
 #include <ATen/ATen.h>
 
