@@ -114,11 +114,13 @@ void fuzz_backward_operator(FuzzedDataProvider& data) {
   // Accepted: the arguments were all valid, and the result is the float64 reference.
   require(rows >= 0 && all_in_range(input, rows) && grad_shape.size() == shape.size() + 1,
           "embedding_backward accepted invalid arguments");
+  // (D is grad_output's last size: for a 0-d input the fuzzed shape may widen it.)
   const int64_t n = input.numel();
-  at::Tensor expected = torch::zeros({rows, dim}, at::kDouble);
+  const int64_t width = grad.size(-1);
+  at::Tensor expected = torch::zeros({rows, width}, at::kDouble);
   if (n > 0 && rows > 0) {
     const at::Tensor flat = input.to(at::kLong).reshape({-1});
-    at::Tensor g = grad.to(at::kDouble).reshape({n, dim});
+    at::Tensor g = grad.to(at::kDouble).reshape({n, width});
     if (padding) g = g * flat.ne((pad + rows) % rows).unsqueeze(1).to(at::kDouble);
     expected.index_add_(0, flat, g).mul_(std::sqrt(static_cast<double>(rows) / n));
   }
