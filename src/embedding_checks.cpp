@@ -8,8 +8,6 @@
 #include <limits>
 #include <sstream>
 
-#include "aten_bridge.h"
-
 namespace unit_scaling::detail {
 namespace {
 
@@ -209,21 +207,23 @@ void check_scale_arguments(const at::Tensor& x, double scale, const char* op) {
   std::abort();  // unreachable: TORCH_CHECK_INDEX(false, ...) always throws
 }
 
-void check_indices_in_range(const at::Tensor& indices, int64_t num_rows) {
-  const int64_t count = indices.numel();
-  if (count == 0) return;
-  if (indices.is_cpu()) {
-    const kernels::IndexArray values = index_array(indices);
-    const int64_t bad = kernels::find_first_invalid_index(values, num_rows);
-    if (bad >= 0) throw_bad_index(kernels::index_at(values, bad), indices.sizes(), bad, num_rows);
-    return;
-  }
-  // Other devices: one reduction on the device, then the first bad position if there is one.
+int64_t first_bad_index(const at::Tensor& indices, int64_t num_rows) {
+  if (indices.numel() == 0) return -1;
+  // One reduction on the tensor's device, then the first bad position if there is one.
   const at::Tensor flat = indices.reshape({-1});
   const at::Tensor bad = flat.lt(0).logical_or_(flat.ge(num_rows));
-  if (!bad.any().item<bool>()) return;
-  const int64_t position = bad.nonzero().select(1, 0)[0].item<int64_t>();
-  throw_bad_index(flat[position].item<int64_t>(), indices.sizes(), position, num_rows);
+  if (!bad.any().item<bool>()) return -1;
+  return bad.nonzero().select(1, 0)[0].item<int64_t>();
+}
+
+void throw_if_bad_index(const at::Tensor& indices, int64_t bad_position, int64_t num_rows) {
+  if (bad_position < 0) return;
+  throw_bad_index(indices.reshape({-1})[bad_position].item<int64_t>(), indices.sizes(),
+                  bad_position, num_rows);
+}
+
+void check_indices_in_range(const at::Tensor& indices, int64_t num_rows) {
+  throw_if_bad_index(indices, first_bad_index(indices, num_rows), num_rows);
 }
 
 }  // namespace unit_scaling::detail

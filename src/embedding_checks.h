@@ -61,8 +61,15 @@ void check_token_count(double token_multiplier, std::optional<int64_t> num_token
 // A finite scale for scale_fwd / scale_bwd, and a defined tensor.
 void check_scale_arguments(const at::Tensor& x, double scale, const char* op);
 
-// IndexError unless every value of `indices` (contiguous, checked dtype) is in [0, num_rows);
-// the message names the first bad value, its position in the input and num_rows.
+// The first flat position of `indices` whose value lies outside [0, num_rows), or -1: one
+// reduction with ATen operators on the tensor's own device (backends may have faster ones).
+int64_t first_bad_index(const at::Tensor& indices, int64_t num_rows);
+
+// The IndexError for a bad position (>= 0) found by any backend: names the value, its position
+// in the input and num_rows. Does nothing for -1.
+void throw_if_bad_index(const at::Tensor& indices, int64_t bad_position, int64_t num_rows);
+
+// IndexError unless every value of `indices` (checked dtype) is in [0, num_rows).
 void check_indices_in_range(const at::Tensor& indices, int64_t num_rows);
 
 // The IndexError of a bad index value at flat position `flat` of an input of shape `shape`.

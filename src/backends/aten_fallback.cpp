@@ -42,5 +42,5 @@ void renorm_rows_aten(const at::Tensor& weight, const at::Tensor& indices, doubl
 
 TORCH_LIBRARY_IMPL(unit_scaling, CompositeExplicitAutograd, m) {
   using namespace unit_scaling::detail;
-  register_backend<&gather_aten, &scaled_backward_aten, &renorm_rows_aten>(m);
+  register_backend<&gather_aten, &scaled_backward_aten, &renorm_rows_aten, &first_bad_index>(m);
 }

@@ -18,6 +18,11 @@ std::vector<int64_t> output_shape(const at::Tensor& indices, int64_t dim) {
   return shape;
 }
 
+// Branch-free blocks over the indices (kernels/index_checks.cpp): vectorised, no device sync.
+int64_t first_bad_index_cpu(const at::Tensor& indices, int64_t num_rows) {
+  return kernels::find_first_invalid_index(index_array(indices), num_rows);
+}
+
 at::Tensor gather_cpu(const at::Tensor& weight, const at::Tensor& indices) {
   const int64_t dim = weight.size(1);
   at::Tensor out = empty_output(output_shape(indices, dim), weight.options());
@@ -34,12 +39,10 @@ at::Tensor scaled_backward_cpu(const at::Tensor& grad_output, const at::Tensor& 
   // The counting sort reads every index once; it validates them in the same pass, before the
   // gradient is allocated or written.
   kernels::RowGroups groups;
-  const kernels::IndexArray index_values = index_array(indices);
-  const int64_t bad =
-      kernels::group_positions_by_row(index_values, num_weights, padding_row, groups);
-  if (bad >= 0) {
-    throw_bad_index(kernels::index_at(index_values, bad), indices.sizes(), bad, num_weights);
-  }
+  throw_if_bad_index(
+      indices,
+      kernels::group_positions_by_row(index_array(indices), num_weights, padding_row, groups),
+      num_weights);
   const at::Tensor grad = grad_output.contiguous();
   const int64_t dim = grad_output.size(-1);
   at::Tensor grad_weight = empty_output({num_weights, dim}, grad_output.options());
@@ -62,5 +65,5 @@ void renorm_rows_cpu(const at::Tensor& weight, const at::Tensor& indices, double
 
 TORCH_LIBRARY_IMPL(unit_scaling, CPU, m) {
   using namespace unit_scaling::detail;
-  register_backend<&gather_cpu, &scaled_backward_cpu, &renorm_rows_cpu>(m);
+  register_backend<&gather_cpu, &scaled_backward_cpu, &renorm_rows_cpu, &first_bad_index_cpu>(m);
 }

@@ -39,9 +39,6 @@ constexpr int64_t kPageBytes = 4096;
 // Index of the first index outside [0, num_rows), or -1 if all are valid.
 int64_t find_first_invalid_index(IndexArray indices, int64_t num_rows);
 
-// Reads the index at `position` as int64 (for error messages).
-int64_t index_at(IndexArray indices, int64_t position);
-
 // The distinct index values, ascending. All must lie in [0, num_rows).
 // O(count + num_rows) time via a presence mask.
 std::vector<int64_t> distinct_rows(IndexArray indices, int64_t num_rows);

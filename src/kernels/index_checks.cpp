@@ -29,13 +29,6 @@ int64_t find_first_invalid_index(IndexArray indices, int64_t num_rows) {
   });
 }
 
-int64_t index_at(IndexArray indices, int64_t position) {
-  return with_index_type(indices.type, [&](auto tag) -> int64_t {
-    using Index = typename decltype(tag)::type;
-    return static_cast<const Index*>(indices.data)[position];
-  });
-}
-
 std::vector<int64_t> distinct_rows(IndexArray indices, int64_t num_rows) {
   std::vector<uint8_t> present(static_cast<size_t>(num_rows), 0);
   int64_t distinct = 0;
