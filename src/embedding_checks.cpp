@@ -199,31 +199,13 @@ void check_scale_arguments(const at::Tensor& x, double scale, const char* op) {
                     ": scale must be finite, got scale=", scale);
 }
 
-[[noreturn]] void throw_bad_index(int64_t value, at::IntArrayRef shape, int64_t flat,
-                                  int64_t num_rows) {
-  TORCH_CHECK_INDEX(false, kOp, "index ", value, " at ", describe_position(shape, flat),
-                    " is out of range for weight with ", num_rows, " rows (V = ", num_rows,
-                    "); every index must satisfy 0 <= index < ", num_rows);
-  std::abort();  // unreachable: TORCH_CHECK_INDEX(false, ...) always throws
-}
-
-int64_t first_bad_index(const at::Tensor& indices, int64_t num_rows) {
-  if (indices.numel() == 0) return -1;
-  // One reduction on the tensor's device, then the first bad position if there is one.
-  const at::Tensor flat = indices.reshape({-1});
-  const at::Tensor bad = flat.lt(0).logical_or_(flat.ge(num_rows));
-  if (!bad.any().item<bool>()) return -1;
-  return bad.nonzero().select(1, 0)[0].item<int64_t>();
-}
-
 void throw_if_bad_index(const at::Tensor& indices, int64_t bad_position, int64_t num_rows) {
   if (bad_position < 0) return;
-  throw_bad_index(indices.reshape({-1})[bad_position].item<int64_t>(), indices.sizes(),
-                  bad_position, num_rows);
-}
-
-void check_indices_in_range(const at::Tensor& indices, int64_t num_rows) {
-  throw_if_bad_index(indices, first_bad_index(indices, num_rows), num_rows);
+  const int64_t value = indices.reshape({-1})[bad_position].item<int64_t>();
+  TORCH_CHECK_INDEX(false, kOp, "index ", value, " at ",
+                    describe_position(indices.sizes(), bad_position),
+                    " is out of range for weight with ", num_rows, " rows (V = ", num_rows,
+                    "); every index must satisfy 0 <= index < ", num_rows);
 }
 
 }  // namespace unit_scaling::detail

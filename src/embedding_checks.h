@@ -3,8 +3,8 @@
 // operations atomic. Errors use the c10 classes that PyTorch maps onto Python's IndexError /
 // ValueError / TypeError, and each message names the argument and the bad value.
 // The checks read only metadata (dtype, layout, sizes, devices) and accept symbolic sizes
-// (FakeTensor / torch.compile); the index values are checked by check_indices_in_range or,
-// on CPU, inside the kernel that reads them.
+// (FakeTensor / torch.compile); the index values are checked by each backend (its entry points
+// or its kernels, backends/entry_points.h), which reports a bad one with throw_if_bad_index.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -61,19 +61,8 @@ void check_token_count(double token_multiplier, std::optional<int64_t> num_token
 // A finite scale for scale_fwd / scale_bwd, and a defined tensor.
 void check_scale_arguments(const at::Tensor& x, double scale, const char* op);
 
-// The first flat position of `indices` whose value lies outside [0, num_rows), or -1: one
-// reduction with ATen operators on the tensor's own device (backends may have faster ones).
-int64_t first_bad_index(const at::Tensor& indices, int64_t num_rows);
-
 // The IndexError for a bad position (>= 0) found by any backend: names the value, its position
 // in the input and num_rows. Does nothing for -1.
 void throw_if_bad_index(const at::Tensor& indices, int64_t bad_position, int64_t num_rows);
-
-// IndexError unless every value of `indices` (checked dtype) is in [0, num_rows).
-void check_indices_in_range(const at::Tensor& indices, int64_t num_rows);
-
-// The IndexError of a bad index value at flat position `flat` of an input of shape `shape`.
-[[noreturn]] void throw_bad_index(int64_t value, at::IntArrayRef shape, int64_t flat,
-                                  int64_t num_rows);
 
 }  // namespace unit_scaling::detail

@@ -4,66 +4,61 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "aten_bridge.h"
+#include "backends/cpu_executor.h"
 #include "backends/entry_points.h"
+#include "backends/kernel_arguments.h"
 #include "embedding_checks.h"
 #include "huge_page_allocation.h"
+#include "kernels/embedding_kernels.h"
+#include "lookup_shape.h"
 
 namespace unit_scaling::detail {
 namespace {
 
-std::vector<int64_t> output_shape(const at::Tensor& indices, int64_t dim) {
-  std::vector<int64_t> shape(indices.sizes().begin(), indices.sizes().end());
-  shape.push_back(dim);
-  return shape;
-}
+struct CpuBackend {
+  // The backward's counting sort reads every index once and validates them in the same pass;
+  // the gather and the renorm leave the check to the entry point (first_bad_index).
+  static constexpr IndexChecks kChecksIndices{/*gather=*/false, /*scaled_backward=*/true,
+                                              /*renorm_rows=*/false};
 
-// Branch-free blocks over the indices (kernels/index_checks.cpp): vectorised, no device sync.
-int64_t first_bad_index_cpu(const at::Tensor& indices, int64_t num_rows) {
-  return kernels::find_first_invalid_index(index_array(indices), num_rows);
-}
+  // Branch-free blocks over the indices (kernels/index_checks.cpp): vectorised.
+  static int64_t first_bad_index(const at::Tensor& indices, int64_t num_rows) {
+    return kernels::find_first_invalid_index(index_array(indices), num_rows);
+  }
 
-at::Tensor gather_cpu(const at::Tensor& weight, const at::Tensor& indices) {
-  const int64_t dim = weight.size(1);
-  at::Tensor out = empty_output(output_shape(indices, dim), weight.options());
-  const kernels::ConstMatrix table{weight.const_data_ptr(), weight.size(0), dim, weight.stride(0),
-                                   weight.stride(1)};
-  kernels::gather_rows(weight.element_size(), table, index_array(indices), out.mutable_data_ptr(),
-                       aten_executor());
-  return out;
-}
+  static at::Tensor gather(const at::Tensor& weight, const at::Tensor& indices) {
+    at::Tensor out = empty_output(lookup_shape(indices.sizes(), weight.size(1)), weight.options());
+    kernels::gather_rows(weight.element_size(), const_matrix(weight), index_array(indices),
+                         out.mutable_data_ptr(), aten_executor());
+    return out;
+  }
 
-at::Tensor scaled_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input,
-                               int64_t num_weights, int64_t padding_row, double scale) {
-  const at::Tensor indices = input.contiguous();
-  // The counting sort reads every index once; it validates them in the same pass, before the
-  // gradient is allocated or written.
-  kernels::RowGroups groups;
-  throw_if_bad_index(
-      indices,
-      kernels::group_positions_by_row(index_array(indices), num_weights, padding_row, groups),
-      num_weights);
-  const at::Tensor grad = grad_output.contiguous();
-  const int64_t dim = grad_output.size(-1);
-  at::Tensor grad_weight = empty_output({num_weights, dim}, grad_output.options());
-  kernels::write_scaled_gradient(kernel_dtype(grad.scalar_type()), groups, grad.const_data_ptr(),
-                                 dim, scale, grad_weight.mutable_data_ptr(), aten_executor());
-  return grad_weight;
-}
+  static at::Tensor scaled_backward(const at::Tensor& grad_output, const at::Tensor& indices,
+                                    int64_t num_weights, int64_t padding_row, double scale) {
+    kernels::RowGroups groups;
+    throw_if_bad_index(
+        indices,
+        kernels::group_positions_by_row(index_array(indices), num_weights, padding_row, groups),
+        num_weights);
+    const at::Tensor grad = grad_output.contiguous();
+    const int64_t dim = grad_output.size(-1);
+    at::Tensor grad_weight = empty_output({num_weights, dim}, grad_output.options());
+    kernels::write_scaled_gradient(kernel_dtype(grad.scalar_type()), groups, grad.const_data_ptr(),
+                                   dim, scale, grad_weight.mutable_data_ptr(), aten_executor());
+    return grad_weight;
+  }
 
-void renorm_rows_cpu(const at::Tensor& weight, const at::Tensor& indices, double max_norm,
-                     double norm_type) {
-  const std::vector<int64_t> rows = kernels::distinct_rows(index_array(indices), weight.size(0));
-  const kernels::MutableMatrix table{weight.data_ptr(), weight.size(0), weight.size(1),
-                                     weight.stride(0), weight.stride(1)};
-  kernels::renorm_rows(kernel_dtype(weight.scalar_type()), table, rows, max_norm, norm_type,
-                       aten_executor());
-}
+  static void renorm_rows(const at::Tensor& weight, const at::Tensor& indices, double max_norm,
+                          double norm_type) {
+    const std::vector<int64_t> rows = kernels::distinct_rows(index_array(indices), weight.size(0));
+    kernels::renorm_rows(kernel_dtype(weight.scalar_type()), mutable_matrix(weight), rows, max_norm,
+                         norm_type, aten_executor());
+  }
+};
 
 }  // namespace
 }  // namespace unit_scaling::detail
 
 TORCH_LIBRARY_IMPL(unit_scaling, CPU, m) {
-  using namespace unit_scaling::detail;
-  register_backend<&gather_cpu, &scaled_backward_cpu, &renorm_rows_cpu, &first_bad_index_cpu>(m);
+  unit_scaling::detail::register_backend<unit_scaling::detail::CpuBackend>(m);
 }

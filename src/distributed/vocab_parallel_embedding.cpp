@@ -10,6 +10,7 @@
 
 #include "embedding_checks.h"
 #include "embedding_table.h"
+#include "lookup_shape.h"
 #include "operators.h"
 #include "unit_scale.h"
 
@@ -31,14 +32,16 @@ class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup
     ctx->save_for_backward({backward_indices});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["rows"] = weight.size(0);
-    std::vector<int64_t> shape(local_indices.sizes().begin(), local_indices.sizes().end());
-    shape.push_back(weight.size(1));
     at::Tensor out;
     if (weight.size(0) == 0) {
-      out = at::zeros(shape, weight.options());
+      out =
+          at::zeros(detail::lookup_shape(local_indices.sizes(), weight.size(1)), weight.options());
     } else {
-      const at::Tensor safe = local_indices.clamp(0, weight.size(0) - 1).reshape({-1});
-      out = weight.index_select(0, safe).view(shape);
+      // The backend's own lookup (below autograd) of owned rows; other positions read row 0,
+      // then are zeroed.
+      at::AutoDispatchBelowADInplaceOrView guard;
+      out = detail::lookup_op().call(local_indices.masked_fill(owned.logical_not(), 0), weight,
+                                     std::nullopt, 1.0, std::nullopt);
       out.masked_fill_(owned.logical_not().unsqueeze(-1), 0);
     }
     std::vector<at::Tensor> tensors{out};
@@ -163,9 +166,11 @@ at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
     detail::check_token_count(options.grad_scale.token_multiplier(),
                               options.grad_scale.num_tokens());
     padding_row = detail::check_settings(detail::func_options_of(options.embedding), num_rows);
-    const at::Tensor contiguous = input.contiguous();
-    detail::check_indices_in_range(contiguous, num_rows);
-    indices = contiguous.to(at::kLong);
+    // The index check against the global V is the backend's own: a lookup into a zero-width
+    // table of V rows reads nothing but validates every index (IndexError naming it).
+    detail::lookup_op().call(input, at::empty({num_rows, 0}, weight.options()), std::nullopt, 1.0,
+                             std::nullopt);
+    indices = input.contiguous().to(at::kLong);
   } catch (const c10::Error&) {
     local_error = std::current_exception();
   }

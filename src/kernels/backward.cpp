@@ -3,10 +3,10 @@
 // Math: grad_weight[r, :] = s * sum_{p : indices[p] == r, r != padding} grad_out[p, :].
 // Algorithm: a counting sort groups the positions by row in O(N + V), keeping each row's
 // positions in ascending order. Every row is then produced by exactly one task: its gradient
-// rows are summed in that order in Acc (float32, or float64 for double), multiplied by s once,
-// rounded once to the storage type and written once; rows nobody looked up are written as
-// zeros. The order of additions never depends on the thread count, so results are bitwise
-// identical for any number of threads.
+// rows are summed in Acc (float32, or float64 for double) in the order of summation_order.h,
+// multiplied by s once, rounded once to the storage type and written once; rows nobody looked
+// up are written as zeros. The order of additions never depends on the thread count, so
+// results are bitwise identical for any number of threads, and equal to the CUDA kernel's.
 // Memory traffic: one read of grad_out (N x D), one write of grad_weight (V x D) -- the output
 // is allocated uninitialised, so zeroing and writing it is a single pass -- plus O(N + V)
 // integers for the sort.
@@ -18,6 +18,8 @@
 #include <cstring>
 
 #include "kernels/element.h"
+#include "kernels/embedding_kernels.h"
+#include "kernels/summation_order.h"
 
 namespace unit_scaling::kernels {
 namespace {
@@ -99,9 +101,18 @@ void store_scaled_row(T* __restrict out, const typename Element<T>::Acc* __restr
   for (int64_t c = 0; c < width; ++c) out[c] = Element<T>::store(sum[c] * scale);
 }
 
+template <typename Acc>
+void add_row(Acc* __restrict sum, const Acc* __restrict part, int64_t width) {
+  for (int64_t c = 0; c < width; ++c) sum[c] += part[c];
+}
+
+// One task: its rows' columns [col_begin, col_end), each row summed in the order of
+// summation_order.h (window parts from zero, then added in order). `sum` and `part` hold
+// `width` accumulators each.
 template <typename T>
 void run_task(const Task& task, const RowGroups& groups, const T* grad, int64_t dim,
-              typename Element<T>::Acc scale, typename Element<T>::Acc* sum, T* result) {
+              typename Element<T>::Acc scale, typename Element<T>::Acc* sum,
+              typename Element<T>::Acc* part, T* result) {
   using Acc = typename Element<T>::Acc;
   const int64_t width = task.col_end - task.col_begin;
   const int64_t* positions = groups.positions.data();
@@ -114,13 +125,18 @@ void run_task(const Task& task, const RowGroups& groups, const T* grad, int64_t 
       std::memset(static_cast<void*>(out), 0, static_cast<size_t>(width) * sizeof(T));
       continue;
     }
-    std::fill(sum, sum + width, Acc{0});
-    for (int64_t i = first; i < last; ++i) {
-      if (i + kPrefetchDistance < total) {
-        prefetch_row(grad + positions[i + kPrefetchDistance] * dim + task.col_begin,
-                     width * static_cast<int64_t>(sizeof(T)));
+    for (int64_t i = first; i < last;) {
+      // The first window's part is summed straight into `sum`: 0 + its rows, as on the GPU.
+      Acc* target = i == first ? sum : part;
+      std::fill(target, target + width, Acc{0});
+      for (const int64_t window_end = sum_window_end(i, last); i < window_end; ++i) {
+        if (i + kPrefetchDistance < total) {
+          prefetch_row(grad + positions[i + kPrefetchDistance] * dim + task.col_begin,
+                       width * static_cast<int64_t>(sizeof(T)));
+        }
+        accumulate_row<T>(target, grad + positions[i] * dim + task.col_begin, width);
       }
-      accumulate_row<T>(sum, grad + positions[i] * dim + task.col_begin, width);
+      if (target == part) add_row<Acc>(sum, part, width);
     }
     store_scaled_row<T>(out, sum, scale, width);
   }
@@ -170,10 +186,10 @@ void write_scaled_gradient(DType dtype, const RowGroups& groups, const void* gra
     auto* result = static_cast<T*>(grad_weight);
     std::atomic<int64_t> next_task{0};
     executor.parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-      std::vector<Acc> sum(static_cast<size_t>(dim));
+      std::vector<Acc> sums(2 * static_cast<size_t>(dim));  // `sum` and `part` of run_task
       for (int64_t t = next_task++; t < task_count; t = next_task++) {
         run_task<T>(tasks[static_cast<size_t>(t)], groups, grad, dim, static_cast<Acc>(scale),
-                    sum.data(), result);
+                    sums.data(), sums.data() + dim, result);
       }
     });
   });

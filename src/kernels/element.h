@@ -1,11 +1,12 @@
-// Element access shared by the kernels (internal to src/kernels): storage types, their
-// accumulation type, and dispatch from the runtime DType / IndexType to templates.
+// Element access shared by the CPU and CUDA kernels (internal to src/kernels): storage types,
+// their accumulation type, and dispatch from the runtime DType / IndexType to templates.
 #pragma once
 
 #include <cstdint>
 
-#include "kernels/embedding_kernels.h"
 #include "kernels/float_formats.h"
+#include "kernels/host_device.h"
+#include "kernels/kernel_types.h"
 
 namespace unit_scaling::kernels::detail {
 
@@ -23,26 +24,26 @@ struct Element;
 template <>
 struct Element<float> {
   using Acc = float;
-  static Acc load(float v) { return v; }
-  static float store(Acc v) { return v; }
+  UNIT_SCALING_HOST_DEVICE static Acc load(float v) { return v; }
+  UNIT_SCALING_HOST_DEVICE static float store(Acc v) { return v; }
 };
 template <>
 struct Element<double> {
   using Acc = double;
-  static Acc load(double v) { return v; }
-  static double store(Acc v) { return v; }
+  UNIT_SCALING_HOST_DEVICE static Acc load(double v) { return v; }
+  UNIT_SCALING_HOST_DEVICE static double store(Acc v) { return v; }
 };
 template <>
 struct Element<Float16> {
   using Acc = float;
-  static Acc load(Float16 v) { return half_to_float(v.bits); }
-  static Float16 store(Acc v) { return {float_to_half(v)}; }
+  UNIT_SCALING_HOST_DEVICE static Acc load(Float16 v) { return half_to_float(v.bits); }
+  UNIT_SCALING_HOST_DEVICE static Float16 store(Acc v) { return {float_to_half(v)}; }
 };
 template <>
 struct Element<BFloat16> {
   using Acc = float;
-  static Acc load(BFloat16 v) { return bfloat16_to_float(v.bits); }
-  static BFloat16 store(Acc v) { return {float_to_bfloat16(v)}; }
+  UNIT_SCALING_HOST_DEVICE static Acc load(BFloat16 v) { return bfloat16_to_float(v.bits); }
+  UNIT_SCALING_HOST_DEVICE static BFloat16 store(Acc v) { return {float_to_bfloat16(v)}; }
 };
 
 template <typename T>

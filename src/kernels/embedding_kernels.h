@@ -1,37 +1,16 @@
 // Framework-free CPU kernels of unit-scaled embedding, on raw pointers, sizes and strides
-// (counted in elements). The LibTorch glue in src/ validates arguments before calling these;
-// the kernels trust their inputs except where a function says it checks something. Each entry
-// point lives in its own file: index_checks.cpp, gather.cpp, renorm.cpp, backward.cpp.
+// (counted in elements; kernel_types.h). The LibTorch glue in src/ validates arguments before
+// calling these; the kernels trust their inputs except where a function says it checks something.
+// Each entry point lives in its own file: index_checks.cpp, gather.cpp, renorm.cpp, backward.cpp.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "kernels/kernel_types.h"
 #include "kernels/parallel.h"
 
 namespace unit_scaling::kernels {
-
-// Floating storage formats of the table; 16-bit formats are accumulated in float32.
-enum class DType { kFloat32, kFloat64, kFloat16, kBFloat16 };
-// Index formats of the lookups.
-enum class IndexType { kInt32, kInt64 };
-
-// N lookups: indices[0, count) stored as `type`.
-struct IndexArray {
-  IndexType type;
-  const void* data;
-  int64_t count;
-};
-
-// A 2-D view: element (r, c) lives at data + r * row_stride + c * col_stride.
-struct ConstMatrix {
-  const void* data;
-  int64_t rows, cols, row_stride, col_stride;
-};
-struct MutableMatrix {
-  void* data;
-  int64_t rows, cols, row_stride, col_stride;
-};
 
 // Bytes of one page: the unit the kernels prefetch by when rows are scattered over memory.
 constexpr int64_t kPageBytes = 4096;
@@ -75,9 +54,9 @@ int64_t group_positions_by_row(IndexArray indices, int64_t num_rows, int64_t pad
 // The unit-scaled weight gradient from grouped positions, written in full to grad_weight
 // (num_rows x dim, contiguous):
 //   grad_weight[r, :] = round(scale * sum_{p in group r} grad_out[p, :])
-// grad_out is N x dim, contiguous. Each row is summed in ascending position order in float32
-// (float64 for double), scaled once and rounded once; so the result does not depend on the
-// thread count.
+// grad_out is N x dim, contiguous. Each row is summed in float32 (float64 for double) in the
+// order of summation_order.h, scaled once and rounded once; so the result does not depend on
+// the thread count, and equals the CUDA kernel's bit for bit.
 void write_scaled_gradient(DType dtype, const RowGroups& groups, const void* grad_out, int64_t dim,
                            double scale, void* grad_weight, const Executor& executor);
 

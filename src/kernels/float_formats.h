@@ -1,30 +1,35 @@
 // Bit-exact conversions between float32 and the 16-bit storage formats (IEEE binary16 and
 // bfloat16), with round-to-nearest-even. Framework-free: the kernels use these on raw uint16_t
-// storage, which has the same layout as at::Half / at::BFloat16.
+// storage, which has the same layout as at::Half / at::BFloat16. Host and device code (CPU and
+// CUDA kernels) share them, so both round every value to the same bits.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/host_device.h"
+
 namespace unit_scaling::kernels {
 
-inline uint32_t float_bits(float value) {
+UNIT_SCALING_HOST_DEVICE inline uint32_t float_bits(float value) {
   uint32_t bits;
   std::memcpy(&bits, &value, sizeof bits);
   return bits;
 }
 
-inline float float_from_bits(uint32_t bits) {
+UNIT_SCALING_HOST_DEVICE inline float float_from_bits(uint32_t bits) {
   float value;
   std::memcpy(&value, &bits, sizeof value);
   return value;
 }
 
 // bfloat16 is the upper half of a float32: widening is a shift.
-inline float bfloat16_to_float(uint16_t bits) { return float_from_bits(uint32_t{bits} << 16); }
+UNIT_SCALING_HOST_DEVICE inline float bfloat16_to_float(uint16_t bits) {
+  return float_from_bits(uint32_t{bits} << 16);
+}
 
 // Round to nearest even on the 16 dropped bits; every NaN becomes the canonical quiet NaN.
-inline uint16_t float_to_bfloat16(float value) {
+UNIT_SCALING_HOST_DEVICE inline uint16_t float_to_bfloat16(float value) {
   const uint32_t bits = float_bits(value);
   if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0;
   const uint32_t round_bias = 0x7FFFu + ((bits >> 16) & 1u);
@@ -32,7 +37,7 @@ inline uint16_t float_to_bfloat16(float value) {
 }
 
 // binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits; subnormals scale by 2^-24.
-inline float half_to_float(uint16_t bits) {
+UNIT_SCALING_HOST_DEVICE inline float half_to_float(uint16_t bits) {
   const uint32_t sign = uint32_t{bits & 0x8000u} << 16;
   const uint32_t exponent = (bits >> 10) & 0x1Fu;
   const uint32_t mantissa = bits & 0x3FFu;
@@ -44,7 +49,7 @@ inline float half_to_float(uint16_t bits) {
   return float_from_bits(sign | ((exponent + 112u) << 23) | (mantissa << 13));
 }
 
-inline uint16_t float_to_half(float value) {
+UNIT_SCALING_HOST_DEVICE inline uint16_t float_to_half(float value) {
   const uint32_t bits = float_bits(value);
   const auto sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
   const uint32_t magnitude = bits & 0x7FFFFFFFu;

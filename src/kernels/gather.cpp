@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "kernels/element.h"
+#include "kernels/embedding_kernels.h"
 
 namespace unit_scaling::kernels {
 

@@ -1,5 +1,6 @@
 // Index validation and the distinct rows of an index set.
 #include "kernels/element.h"
+#include "kernels/embedding_kernels.h"
 
 namespace unit_scaling::kernels {
 

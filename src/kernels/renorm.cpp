@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "kernels/element.h"
+#include "kernels/embedding_kernels.h"
 
 namespace unit_scaling::kernels {
 namespace {

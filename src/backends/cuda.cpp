@@ -1,0 +1,112 @@
+// The CUDA backend, registered under the CUDA dispatch key when the library is built with
+// UNIT_SCALING_CUDA: its device functions run the framework-free kernels of src/kernels/cuda on
+// the current stream; backends/entry_points.h wraps them in the operators' checks.
+//
+// Every device function validates the indices in the kernels that read them (IndexReport):
+//  - eager forward (lookup, max_norm renorm): the kernel records the first bad position in a
+//    device word, read back once after the kernel; the renorm kernel does not write when the
+//    check before it found a bad index, so the weight stays unchanged, and the IndexError
+//    names the value and its position;
+//  - while the stream captures a CUDA graph nothing can be read back: a device-side assertion
+//    stops the device instead (as ATen's kernels do), and the renorm still does not write;
+//  - backward: never synchronises the host; a bad index is a device-side assertion.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "backends/entry_points.h"
+#include "backends/kernel_arguments.h"
+#include "embedding_checks.h"
+#include "kernels/cuda/embedding_kernels_cuda.h"
+#include "lookup_shape.h"
+
+namespace unit_scaling::detail {
+namespace {
+
+namespace cuda_kernels = kernels::cuda;
+
+bool capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  C10_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
+// The device word of an IndexReport and whether it may be read back.
+struct Report {
+  at::Tensor status;  // one int64 on the device
+  bool read_back;
+
+  Report(const at::Tensor& like, cudaStream_t stream)
+      : status(at::empty({1}, like.options().dtype(at::kLong))), read_back(!capturing(stream)) {}
+
+  cuda_kernels::IndexReport kernel_report() const {
+    return {reinterpret_cast<unsigned long long*>(status.mutable_data_ptr<int64_t>()), !read_back};
+  }
+
+  // The IndexError for a recorded bad index (one read back of 8 bytes; none while capturing).
+  void throw_if_bad(const at::Tensor& indices, int64_t num_rows) const {
+    if (!read_back) return;
+    const auto word = static_cast<unsigned long long>(status.item<int64_t>());
+    throw_if_bad_index(indices, cuda_kernels::bad_position(word, indices.numel()), num_rows);
+  }
+};
+
+struct CudaBackend {
+  static constexpr IndexChecks kChecksIndices{/*gather=*/true, /*scaled_backward=*/true,
+                                              /*renorm_rows=*/true};
+
+  static at::Tensor gather(const at::Tensor& weight, const at::Tensor& indices) {
+    const c10::cuda::CUDAGuard device(weight.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    at::Tensor out = at::empty(lookup_shape(indices.sizes(), weight.size(1)), weight.options());
+    const Report report(indices, stream);
+    C10_CUDA_CHECK(cuda_kernels::gather_rows(weight.element_size(), const_matrix(weight),
+                                             index_array(indices), out.mutable_data_ptr(),
+                                             report.kernel_report(), stream));
+    report.throw_if_bad(indices, weight.size(0));
+    return out;
+  }
+
+  static at::Tensor scaled_backward(const at::Tensor& grad_output, const at::Tensor& indices,
+                                    int64_t num_weights, int64_t padding_row, double scale) {
+    const c10::cuda::CUDAGuard device(grad_output.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    const at::Tensor grad = grad_output.contiguous();
+    const int64_t dim = grad.size(-1);
+    const kernels::DType dtype = kernel_dtype(grad.scalar_type());
+    at::Tensor grad_weight = at::empty({num_weights, dim}, grad.options());
+    const size_t bytes =
+        cuda_kernels::backward_workspace_bytes(dtype, indices.numel(), num_weights, dim);
+    at::Tensor workspace =
+        at::empty({static_cast<int64_t>(bytes)}, grad.options().dtype(at::kByte));
+    C10_CUDA_CHECK(cuda_kernels::write_scaled_gradient(
+        dtype, index_array(indices), num_weights, padding_row, grad.const_data_ptr(), dim, scale,
+        grad_weight.mutable_data_ptr(), workspace.mutable_data_ptr(), bytes, stream));
+    return grad_weight;
+  }
+
+  static void renorm_rows(const at::Tensor& weight, const at::Tensor& indices, double max_norm,
+                          double norm_type) {
+    const c10::cuda::CUDAGuard device(weight.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    const Report report(indices, stream);
+    C10_CUDA_CHECK(cuda_kernels::check_indices(index_array(indices), weight.size(0),
+                                               report.kernel_report(), stream));
+    at::Tensor workspace =
+        at::empty({static_cast<int64_t>(cuda_kernels::renorm_workspace_bytes(weight.size(0)))},
+                  weight.options().dtype(at::kByte));
+    C10_CUDA_CHECK(cuda_kernels::renorm_rows(
+        kernel_dtype(weight.scalar_type()), mutable_matrix(weight), index_array(indices), max_norm,
+        norm_type, report.kernel_report().status, workspace.mutable_data_ptr(), stream));
+    report.throw_if_bad(indices, weight.size(0));
+  }
+};
+
+}  // namespace
+}  // namespace unit_scaling::detail
+
+TORCH_LIBRARY_IMPL(unit_scaling, CUDA, m) {
+  unit_scaling::detail::register_backend<unit_scaling::detail::CudaBackend>(m);
+}

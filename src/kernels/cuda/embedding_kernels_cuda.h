@@ -1,0 +1,74 @@
+// Framework-free CUDA kernels of unit-scaled embedding: raw device pointers, sizes and strides
+// (in elements, kernels/kernel_types.h) and the stream to run on. The LibTorch glue
+// (backends/cuda.cpp) validates every argument but the index values, allocates outputs and
+// workspaces, and turns returned CUDA errors into exceptions. Nothing here synchronises the
+// host; every function only enqueues work on `stream`, so all of it can be captured in a CUDA
+// graph. One file per concept: index_report.cuh, gather.cu, renorm.cu, backward.cu.
+#pragma once
+
+#ifndef UNIT_SCALING_CUDA_EMULATION  // host emulation in the tests: its own types
+#include <cuda_runtime_api.h>
+#endif
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/kernel_types.h"
+
+namespace unit_scaling::kernels::cuda {
+
+// How the kernels that read indices report one outside [0, num_rows) without a host sync.
+//  - status (device memory, one 64-bit word; may be null): the kernel zeroes nothing itself;
+//    the launcher clears it, and each bad position p records count - p with an atomic max, so
+//    afterwards it holds count - (the first bad position), or 0 when every index is valid.
+//    The caller reads it back once, after the kernel (bad_position() decodes it).
+//  - trap: also stop the device with an assertion that prints the index, its position and
+//    num_rows. For callers that cannot read anything back (a CUDA graph being captured, the
+//    backward that must not synchronise); the CUDA context is unusable afterwards, as after
+//    ATen's own device-side index assertions.
+struct IndexReport {
+  unsigned long long* status;
+  bool trap;
+};
+
+// The first bad position recorded in a status word read back to the host, or -1.
+inline int64_t bad_position(unsigned long long status, int64_t count) {
+  return status == 0 ? -1 : count - static_cast<int64_t>(status);
+}
+
+// Reports every index outside [0, num_rows) (clears report.status first).
+cudaError_t check_indices(IndexArray indices, int64_t num_rows, IndexReport report,
+                          cudaStream_t stream);
+
+// out[p, :] = weight[indices[p], :] (out: count x weight.cols, contiguous). Rows of bad indices
+// are written as zeros and reported (report.status cleared first).
+cudaError_t gather_rows(size_t element_bytes, ConstMatrix weight, IndexArray indices, void* out,
+                        IndexReport report, cudaStream_t stream);
+
+// Device workspace that renorm_rows needs for a table of num_rows rows.
+size_t renorm_workspace_bytes(int64_t num_rows);
+
+// max_norm in place: every distinct referenced row whose p-norm (accumulated in float32,
+// float64 for double; p = inf: max-abs) exceeds max_norm is multiplied by
+// max_norm / (norm + 1e-7), once. Does nothing at all when *status != 0, i.e. when the
+// check_indices launched before it on `stream` found a bad index: no row is written then.
+cudaError_t renorm_rows(DType dtype, MutableMatrix weight, IndexArray indices, double max_norm,
+                        double norm_type, const unsigned long long* status, void* workspace,
+                        cudaStream_t stream);
+
+// Device workspace that write_scaled_gradient needs.
+size_t backward_workspace_bytes(DType dtype, int64_t count, int64_t num_rows, int64_t dim);
+
+// The unit-scaled weight gradient, written in full (num_rows x dim, contiguous):
+//   grad_weight[r, :] = round(scale * sum_{p : indices[p] == r, r != padding_row} grad_out[p, :])
+// grad_out: count x dim, contiguous. Deterministic and equal to the CPU kernel bit for bit:
+// positions are sorted by row (a stable radix sort over the bits that num_rows needs) and each
+// row is summed in the order of kernels/summation_order.h in float32 (float64 for double),
+// scaled once and rounded once; rows nobody looked up are written as zeros. A bad index stops
+// the device with an assertion (no host sync).
+cudaError_t write_scaled_gradient(DType dtype, IndexArray indices, int64_t num_rows,
+                                  int64_t padding_row, const void* grad_out, int64_t dim,
+                                  double scale, void* grad_weight, void* workspace,
+                                  size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace unit_scaling::kernels::cuda

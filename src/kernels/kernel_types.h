@@ -1,0 +1,31 @@
+// Types shared by the CPU and CUDA kernels: the storage formats and the framework-free views of
+// indices and tables (sizes and strides counted in elements).
+#pragma once
+
+#include <cstdint>
+
+namespace unit_scaling::kernels {
+
+// Floating storage formats of the table; 16-bit formats are accumulated in float32.
+enum class DType { kFloat32, kFloat64, kFloat16, kBFloat16 };
+// Index formats of the lookups.
+enum class IndexType { kInt32, kInt64 };
+
+// N lookups: indices[0, count) stored as `type`, contiguous.
+struct IndexArray {
+  IndexType type;
+  const void* data;
+  int64_t count;
+};
+
+// A 2-D view: element (r, c) lives at data + r * row_stride + c * col_stride.
+struct ConstMatrix {
+  const void* data;
+  int64_t rows, cols, row_stride, col_stride;
+};
+struct MutableMatrix {
+  void* data;
+  int64_t rows, cols, row_stride, col_stride;
+};
+
+}  // namespace unit_scaling::kernels

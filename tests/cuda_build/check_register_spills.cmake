@@ -1,0 +1,41 @@
+# ctest script: compiles every CUDA kernel file for every shipped architecture with `ptxas -v`
+# and fails when ptxas reports a register spill in any of our kernels (the build itself also
+# treats a spill as an error; this test prints the per-kernel report).
+# Arguments: -DNVCC=... -DSOURCE_DIR=... -DWORK_DIR=... -DARCHITECTURES="80-real;90"
+#            -DSOURCES="a.cu;b.cu" [-DCCACHE=...] (ccache keeps ptxas's report with the object)
+string(REGEX MATCHALL "[0-9]+" _archs "${ARCHITECTURES}")
+list(REMOVE_DUPLICATES _archs)
+set(_spills 0)
+file(MAKE_DIRECTORY "${WORK_DIR}")
+foreach(_source IN LISTS SOURCES)
+  foreach(_arch IN LISTS _archs)
+    execute_process(
+      COMMAND ${CCACHE} "${NVCC}" -std=c++17 -O3 -DNDEBUG -arch=sm_${_arch} -I${SOURCE_DIR}/src
+              -Xptxas=-v -c "${SOURCE_DIR}/${_source}" -o "${WORK_DIR}/spill_check.o"
+      RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
+    if(NOT _rc EQUAL 0)
+      message(FATAL_ERROR "nvcc failed on ${_source} (sm_${_arch}):\n${_err}")
+    endif()
+    string(REGEX MATCHALL "[0-9]+ bytes spill stores, [0-9]+ bytes spill loads" _reports "${_err}")
+    string(REGEX MATCHALL "Used [0-9]+ registers" _registers "${_err}")
+    list(LENGTH _reports _kernels)
+    set(_max_registers 0)
+    foreach(_r IN LISTS _registers)
+      string(REGEX MATCH "[0-9]+" _n "${_r}")
+      if(_n GREATER _max_registers)
+        set(_max_registers ${_n})
+      endif()
+    endforeach()
+    foreach(_report IN LISTS _reports)
+      if(NOT _report MATCHES "^0 bytes spill stores, 0 bytes spill loads")
+        math(EXPR _spills "${_spills} + 1")
+        message(SEND_ERROR "${_source} sm_${_arch}: ${_report}")
+      endif()
+    endforeach()
+    message(STATUS "${_source} sm_${_arch}: ${_kernels} kernels, at most ${_max_registers} registers")
+  endforeach()
+endforeach()
+if(_spills GREATER 0)
+  message(FATAL_ERROR "${_spills} kernels spill registers")
+endif()
+message(STATUS "no register spills")
