@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configure and build the project (Release, Ninja, -j2, ccache) in ${BUILD_DIR:-build}.
-# Runs scripts/setup.sh first, so it works on a fresh machine. Extra args go to cmake.
+# Runs scripts/setup.sh first, so it works on a fresh machine. Extra args go to cmake's
+# configure step; TARGETS (space-separated) builds only those targets instead of everything.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${UNIT_SCALING_VENV_READY:-}
@@ -8,4 +9,6 @@ venv=${UNIT_SCALING_VENV_READY:-}
 build_dir=${BUILD_DIR:-$repo/build}
 torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
 cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_PREFIX_PATH="$torch_prefix" "$@" >/dev/null
-cmake --build "$build_dir" -j "${JOBS:-2}"
+targets=()
+for target in ${TARGETS:-}; do targets+=(--target "$target"); done
+cmake --build "$build_dir" -j "${JOBS:-2}" "${targets[@]}"

@@ -4,5 +4,5 @@
 # Arguments go to the tool (`scripts/report.sh --help`).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-"$repo/scripts/build.sh" >&2
+TARGETS=unit-scaling-report "$repo/scripts/build.sh" >&2  # the tool alone, not the test suites
 exec "${BUILD_DIR:-$repo/build}/tools/unit-scaling-report" "$@"

@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include "embedding_checks.h"
+#include "lookup_shape.h"
 #include "operators.h"
 #include "unit_scale.h"
 
@@ -41,18 +42,6 @@ std::optional<int64_t> saved_num_tokens(AutogradContext* ctx) {
   return value.isNone() ? std::nullopt : std::optional<int64_t>(value.toInt());
 }
 
-// unit_scale() as a Scalar that stays symbolic under torch.compile (no guard on N). N == 0 has
-// nothing to scale; max(N, 1) keeps the expression finite there.
-at::Scalar symbolic_unit_scale(const c10::SymInt& num_rows, const c10::SymInt& count,
-                               double token_multiplier, std::optional<int64_t> num_tokens) {
-  const auto rows = num_rows.maybe_as_int();
-  const auto n = count.maybe_as_int();
-  if (rows && n) return at::Scalar(unit_scale(*rows, *n, token_multiplier, num_tokens));
-  const c10::SymFloat tokens = num_tokens ? c10::SymFloat(static_cast<double>(*num_tokens))
-                                          : c10::SymFloat(count.max(1)) * token_multiplier;
-  return at::Scalar((c10::SymFloat(num_rows) / tokens).sqrt());
-}
-
 class EmbeddingBackwardFunction : public torch::autograd::Function<EmbeddingBackwardFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_output,
@@ -77,16 +66,16 @@ class EmbeddingBackwardFunction : public torch::autograd::Function<EmbeddingBack
     const c10::SymInt num_weights = ctx->saved_data["num_weights"].toSymInt();
     const auto padding_idx = to_optional(ctx->saved_data["padding_idx"]);
     const at::Tensor flat = input.reshape({-1});
-    at::Tensor rows = grad_grad_weight.index_select(0, flat) *
-                      symbolic_unit_scale(num_weights, flat.sym_numel(), saved_multiplier(ctx),
-                                          saved_num_tokens(ctx));
+    std::optional<c10::SymInt> num_tokens;
+    if (const auto tokens = saved_num_tokens(ctx)) num_tokens = c10::SymInt(*tokens);
+    at::Tensor rows =
+        grad_grad_weight.index_select(0, flat) *
+        at::Scalar(unit_scale(num_weights, flat.sym_numel(), saved_multiplier(ctx), num_tokens));
     if (padding_idx) {
-      const c10::SymInt row = *padding_idx < 0 ? *padding_idx + num_weights : *padding_idx;
+      const c10::SymInt row = wrap_padding_idx(*padding_idx, num_weights);
       rows = rows.masked_fill(flat.eq(at::Scalar(row)).unsqueeze(1), 0);
     }
-    std::vector<c10::SymInt> shape(input.sym_sizes().begin(), input.sym_sizes().end());
-    shape.push_back(grad_grad_weight.sym_size(1));
-    return {rows.view_symint(shape),
+    return {rows.view_symint(lookup_shape(input.sym_sizes(), grad_grad_weight.sym_size(1))),
             at::Tensor(),
             at::Tensor(),
             at::Tensor(),
@@ -144,9 +133,7 @@ at::Tensor lookup_meta(const at::Tensor& input, const at::Tensor& weight,
                        std::optional<int64_t> num_tokens) {
   check_input_and_weight(input, weight);
   check_token_count(token_multiplier, num_tokens);
-  std::vector<c10::SymInt> shape(input.sym_sizes().begin(), input.sym_sizes().end());
-  shape.push_back(weight.sym_size(1));
-  return at::empty_symint(shape, weight.options());
+  return at::empty_symint(lookup_shape(input.sym_sizes(), weight.sym_size(1)), weight.options());
 }
 
 at::Tensor backward_meta(const at::Tensor& grad_output, const at::Tensor& input,

@@ -84,7 +84,11 @@ int64_t padding_row(std::optional<int64_t> padding_idx, int64_t num_rows) {
   TORCH_CHECK_VALUE(idx >= -num_rows && idx < num_rows, kOp, "padding_idx=", idx,
                     " is out of range for weight with ", num_rows, " rows; expected ", -num_rows,
                     " <= padding_idx < ", num_rows);
-  return idx < 0 ? idx + num_rows : idx;
+  return wrap_padding_idx(idx, num_rows).expect_int();
+}
+
+c10::SymInt wrap_padding_idx(const c10::SymInt& padding_idx, const c10::SymInt& num_rows) {
+  return padding_idx < 0 ? padding_idx + num_rows : padding_idx;
 }
 
 int64_t check_settings(const EmbeddingFuncOptions& options, int64_t num_rows) {

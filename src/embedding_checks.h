@@ -26,6 +26,10 @@ void check_options(const EmbeddingFuncOptions& options);
 // unless -num_rows <= padding_idx < num_rows.
 int64_t padding_row(std::optional<int64_t> padding_idx, int64_t num_rows);
 
+// padding_idx wrapped into [0, num_rows) (a negative one counts from the end), unchecked;
+// symbolic sizes stay symbolic.
+c10::SymInt wrap_padding_idx(const c10::SymInt& padding_idx, const c10::SymInt& num_rows);
+
 // check_options + padding_row for a table of num_rows rows (the modules' constructors).
 int64_t check_settings(const EmbeddingFuncOptions& options, int64_t num_rows);
 

@@ -1,8 +1,27 @@
 #include "embedding_table.h"
 
+#include <c10/util/Exception.h>
 #include <torch/nn/init.h>
 
+#include "embedding_checks.h"
+
 namespace unit_scaling::detail {
+
+int64_t check_module_options(const char* module, torch::nn::EmbeddingOptions& options,
+                             const GradScaleOptions& grad_scale, at::IntArrayRef table_shape) {
+  const int64_t num_rows = options.num_embeddings();
+  TORCH_CHECK_VALUE(num_rows >= 0 && options.embedding_dim() >= 0, "unit_scaling ", module,
+                    ": num_embeddings and embedding_dim must be >= 0, got num_embeddings=",
+                    num_rows, ", embedding_dim=", options.embedding_dim());
+  const int64_t padding = check_settings(func_options_of(options), num_rows);
+  check_token_count(grad_scale.token_multiplier(), grad_scale.num_tokens());
+  if (padding >= 0) options.padding_idx(padding);
+  TORCH_CHECK_VALUE(!options._weight().defined() || options._weight().sizes() == table_shape,
+                    "unit_scaling ", module, ": _weight of shape ",
+                    options._weight().defined() ? options._weight().sizes() : at::IntArrayRef{},
+                    " does not match the table's shape ", table_shape);
+  return padding;
+}
 
 void init_table(const at::Tensor& weight, int64_t padding_row) {
   torch::NoGradGuard no_grad;

@@ -5,8 +5,17 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 #include <torch/nn/options/embedding.h>
+#include <unit_scaling/grad_scale.h>
 
 namespace unit_scaling::detail {
+
+// The checks of a module's options, shared by both modules (`module` names it in errors):
+// num_embeddings and embedding_dim >= 0, the functional options (check_options, padding_idx in
+// [-V, V)), the token count, and options._weight's shape (when given) equal to `table_shape`
+// (the whole table, or one rank's shard). Stores the wrapped padding_idx back into options and
+// returns it (-1: none). ValueError otherwise.
+int64_t check_module_options(const char* module, torch::nn::EmbeddingOptions& options,
+                             const GradScaleOptions& grad_scale, at::IntArrayRef table_shape);
 
 // Unit-scale initialisation in place: weight ~ N(0, 1), then row `padding_row` zeroed when it
 // lies in [0, weight.size(0)).

@@ -54,7 +54,7 @@ class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup
     // would be silently wrong: refuse create_graph=true (the engine enables grad mode for it).
     TORCH_CHECK_NOT_IMPLEMENTED(
         !at::GradMode::is_enabled(),
-        "unit_scaling vocab-parallel embedding: double backward (create_graph=true) is not "
+        "unit_scaling VocabParallelEmbedding: double backward (create_graph=true) is not "
         "supported; the single-device unit_scaling::nn::Embedding supports it");
     const at::Tensor indices = ctx->get_saved_variables()[0];
     const int64_t rows = ctx->saved_data["rows"].toInt();
@@ -73,7 +73,7 @@ class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup
 
 ShardRange shard_range(int64_t num_rows, int64_t rank, int64_t world_size) {
   TORCH_CHECK_VALUE(world_size > 0 && rank >= 0 && rank < world_size,
-                    "unit_scaling vocab-parallel embedding: rank ", rank,
+                    "unit_scaling VocabParallelEmbedding: rank ", rank,
                     " is outside a group of size ", world_size);
   const int64_t base = num_rows / world_size;
   const int64_t extra = num_rows % world_size;
@@ -92,22 +92,12 @@ ShardRange VocabParallelEmbeddingImpl::shard() const {
 }
 
 void VocabParallelEmbeddingImpl::reset() {
-  TORCH_CHECK_VALUE(options.process_group, "VocabParallelEmbedding: process_group is null");
-  const int64_t num_rows = options.embedding.num_embeddings();
-  const int64_t dim = options.embedding.embedding_dim();
-  TORCH_CHECK_VALUE(num_rows >= 0 && dim >= 0, "VocabParallelEmbedding: num_embeddings=", num_rows,
-                    " and embedding_dim=", dim, " must be >= 0");
-  const int64_t padding_row =
-      detail::check_settings(detail::func_options_of(options.embedding), num_rows);
-  detail::check_token_count(options.grad_scale.token_multiplier(), options.grad_scale.num_tokens());
-  if (padding_row >= 0) options.embedding.padding_idx(padding_row);
+  TORCH_CHECK_VALUE(options.process_group,
+                    "unit_scaling VocabParallelEmbedding: process_group is null");
   const ShardRange range = shard();
-  if (options.embedding._weight().defined()) {
-    TORCH_CHECK_VALUE(options.embedding._weight().sizes() == at::IntArrayRef({range.size(), dim}),
-                      "VocabParallelEmbedding: _weight of shape ",
-                      options.embedding._weight().sizes(), " is not this rank's shard (",
-                      range.size(), ", ", dim, ")");
-  }
+  const int64_t padding_row =
+      detail::check_module_options("VocabParallelEmbedding", options.embedding, options.grad_scale,
+                                   {range.size(), options.embedding.embedding_dim()});
   weight = detail::register_table(*this, weight, options.embedding, range.size(),
                                   padding_row >= 0 ? padding_row - range.begin : -1);
 }
@@ -144,11 +134,11 @@ void VocabParallelEmbeddingImpl::check_inputs_agree(const at::Tensor& valid_indi
   options.process_group->allreduce(tensors, reduce)->wait();
   const auto v = summary.accessor<int64_t, 1>();
   if (!valid_indices.defined()) return;  // the caller rethrows its own error
-  TORCH_CHECK_VALUE(v[0] == 0, "unit_scaling vocab-parallel embedding: the input of another rank ",
+  TORCH_CHECK_VALUE(v[0] == 0, "unit_scaling VocabParallelEmbedding: the input of another rank ",
                     "of the group failed validation (that rank raised the error); every rank ",
                     "must be given the same, valid input");
   TORCH_CHECK_VALUE(v[1] == -v[3] && v[2] == -v[4],
-                    "unit_scaling vocab-parallel embedding: ranks were given different inputs; ",
+                    "unit_scaling VocabParallelEmbedding: ranks were given different inputs; ",
                     "every rank of the group must be given the same input (rank ",
                     options.process_group->getRank(), " has ", count, " indices)");
 }
@@ -216,8 +206,9 @@ at::Tensor VocabParallelEmbeddingImpl::gather_full_weight() {
 VocabParallelEmbedding VocabParallelEmbedding::from_full(
     const at::Tensor& full_weight, c10::intrusive_ptr<c10d::ProcessGroup> group,
     torch::nn::EmbeddingOptions options, GradScaleOptions grad_scale) {
-  TORCH_CHECK_VALUE(full_weight.dim() == 2,
-                    "VocabParallelEmbedding::from_full: weight must be 2-D");
+  TORCH_CHECK_VALUE(full_weight.defined() && full_weight.dim() == 2,
+                    "unit_scaling VocabParallelEmbedding: from_full's weight must be 2-D, got ",
+                    full_weight.defined() ? full_weight.sizes() : at::IntArrayRef{});
   const ShardRange range = shard_range(full_weight.size(0), group->getRank(), group->getSize());
   options.num_embeddings(full_weight.size(0)).embedding_dim(full_weight.size(1));
   options._weight(full_weight.detach().narrow(0, range.begin, range.size()).clone());

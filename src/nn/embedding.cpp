@@ -16,19 +16,8 @@ EmbeddingImpl::EmbeddingImpl(EmbeddingOptions options_, GradScaleOptions grad_sc
 
 void EmbeddingImpl::reset() {
   const int64_t num_rows = options.num_embeddings();
-  TORCH_CHECK_VALUE(num_rows >= 0 && options.embedding_dim() >= 0,
-                    "unit_scaling::nn::Embedding: num_embeddings and embedding_dim must be >= 0, "
-                    "got num_embeddings=",
-                    num_rows, ", embedding_dim=", options.embedding_dim());
-  const int64_t padding_row = detail::check_settings(detail::func_options_of(options), num_rows);
-  detail::check_token_count(grad_scale.token_multiplier(), grad_scale.num_tokens());
-  if (padding_row >= 0) options.padding_idx(padding_row);
-  if (options._weight().defined()) {
-    TORCH_CHECK_VALUE(
-        options._weight().sizes() == at::IntArrayRef({num_rows, options.embedding_dim()}),
-        "unit_scaling::nn::Embedding: _weight of shape ", options._weight().sizes(),
-        " does not match num_embeddings=", num_rows, ", embedding_dim=", options.embedding_dim());
-  }
+  const int64_t padding_row = detail::check_module_options("Embedding", options, grad_scale,
+                                                           {num_rows, options.embedding_dim()});
   weight = detail::register_table(*this, weight, options, num_rows, padding_row);
 }
 
@@ -56,7 +45,7 @@ at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
 Embedding Embedding::from_pretrained(const at::Tensor& embeddings,
                                      const EmbeddingFromPretrainedOptions& options) {
   TORCH_CHECK_VALUE(embeddings.defined() && embeddings.dim() == 2,
-                    "unit_scaling::nn::Embedding::from_pretrained: embeddings must be 2-D, got ",
+                    "unit_scaling Embedding: from_pretrained's embeddings must be 2-D, got ",
                     embeddings.defined() ? embeddings.sizes() : at::IntArrayRef{});
   Embedding module(EmbeddingOptions(embeddings.size(0), embeddings.size(1))
                        ._weight(embeddings)
