@@ -6,7 +6,8 @@
 //  - eager forward (lookup, max_norm renorm): the kernel records the first bad position in a
 //    device word, read back once after the kernel; the renorm kernel does not write when the
 //    check before it found a bad index, so the weight stays unchanged, and the IndexError
-//    names the value and its position;
+//    names the value and its position. Within the composite embedding only the lookup reads
+//    back (index_error_scope.h): one read per forward, max_norm or not;
 //  - while the stream captures a CUDA graph nothing can be read back: a device-side assertion
 //    stops the device instead (as ATen's kernels do), and the renorm still does not write;
 //  - backward: never synchronises the host; a bad index is a device-side assertion.
@@ -19,6 +20,7 @@
 #include "backends/entry_points.h"
 #include "backends/kernel_arguments.h"
 #include "embedding_checks.h"
+#include "index_error_scope.h"
 #include "kernels/cuda/embedding_kernels_cuda.h"
 #include "lookup_shape.h"
 
@@ -100,7 +102,8 @@ struct CudaBackend {
     C10_CUDA_CHECK(cuda_kernels::renorm_rows(
         kernel_dtype(weight.scalar_type()), mutable_matrix(weight), index_array(indices), max_norm,
         norm_type, report.kernel_report().status, workspace.mutable_data_ptr(), stream));
-    report.throw_if_bad(indices, weight.size(0));
+    // In the composite embedding the lookup that follows reads back and raises for both.
+    if (!LookupReportsIndexErrors::active()) report.throw_if_bad(indices, weight.size(0));
   }
 };
 

@@ -1,10 +1,12 @@
 // Contract rules 3, 4, 6, 10, 11 and 12: every bad input raises the right error class with a
 // message naming the argument and the bad value, and leaves the weight bit-for-bit unchanged
-// (also when max_norm is set and would otherwise have renormed rows before the bad index).
+// (also when max_norm is set and would otherwise have renormed rows before the bad index), on
+// every backend (backends.h).
 #include <unit_scaling/functional.h>
 
 #include <limits>
 
+#include "backends.h"
 #include "test_support.h"
 
 namespace F = unit_scaling::functional;
@@ -21,7 +23,8 @@ struct BadCall {
   std::function<at::Tensor()> make_weight;
   std::function<at::Tensor()> make_input;
   F::EmbeddingFuncOptions options;
-  bool add_max_norm = true;  // also try it with a max_norm that would renorm every row
+  bool add_max_norm = true;      // also try it with a max_norm that would renorm every row
+  bool input_on_backend = true;  // false: make_input's tensor is used where it is
 };
 
 at::Tensor big_rows() { return torch::randn({10, 4}) * 3 + 5; }  // every row norm > 0.5
@@ -32,8 +35,16 @@ constexpr int64_t kMax64 = std::numeric_limits<int64_t>::max();
 constexpr int32_t kMin32 = std::numeric_limits<int32_t>::min();
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::vector<BadCall> bad_calls() {
+// The device of the other operand in the different-devices calls: CPU against a CUDA backend, meta
+// against the CPU ones.
+c10::Device other_device(c10::Device device) {
+  return device.is_cuda() ? c10::Device(c10::kCPU) : c10::Device(c10::kMeta);
+}
+
+// The bad calls, weights and inputs made on the CPU (the test moves them to the backend's device).
+std::vector<BadCall> bad_calls(c10::Device device) {
   const auto opts = [] { return F::EmbeddingFuncOptions(); };
+  const c10::Device other = other_device(device);
   return {
       {"index_equal_to_V",
        ErrorClass::kIndex,
@@ -216,10 +227,12 @@ std::vector<BadCall> bad_calls() {
        opts().sparse(true)},
       {"input_on_another_device",
        ErrorClass::kValue,
-       {"input is on meta", "weight is on cpu"},
+       {"input is on " + other.str(), "weight is on " + device.str()},
        big_rows,
-       [] { return torch::empty({3}, torch::TensorOptions(torch::kLong).device(torch::kMeta)); },
-       opts()},
+       [other] { return torch::empty({3}, torch::TensorOptions(torch::kLong).device(other)); },
+       opts(),
+       true,
+       false},
       {"sparse_layout_input",
        ErrorClass::kType,
        {"input", "layout"},
@@ -249,18 +262,20 @@ void expect_error_of_class(ErrorClass error, const std::function<void()>& call,
   }
 }
 
-TEST(Atomicity, EveryBadCallThrowsTheRightClassAndLeavesWeightUnchanged) {
+class Atomicity : public BackendTest {};
+
+TEST_P(Atomicity, EveryBadCallThrowsTheRightClassAndLeavesWeightUnchanged) {
   torch::manual_seed(9);
-  for (const auto& bad : bad_calls()) {
+  for (const auto& bad : bad_calls(device())) {
     for (bool with_max_norm : {false, true}) {
       if (with_max_norm && !bad.add_max_norm) continue;
       SCOPED_TRACE(bad.name + (with_max_norm ? " with max_norm" : ""));
-      auto weight = bad.make_weight();
+      auto weight = on_device(bad.make_weight());
       const auto before = weight.clone();
       const int64_t version = weight._version();
       auto options = bad.options;
       if (with_max_norm) options.max_norm(0.5);
-      const auto input = bad.make_input();
+      const auto input = bad.input_on_backend ? on_device(bad.make_input()) : bad.make_input();
       expect_error_of_class(
           bad.error, [&] { F::embedding(input, weight, options); }, bad.needles);
       EXPECT_TRUE(bitwise_equal(weight, before)) << "weight was modified";
@@ -269,50 +284,80 @@ TEST(Atomicity, EveryBadCallThrowsTheRightClassAndLeavesWeightUnchanged) {
   }
 }
 
-TEST(Atomicity, SameValidationForThePositionalOverloadAndGradMode) {
-  auto weight = big_rows().requires_grad_();
+TEST_P(Atomicity, SameValidationForThePositionalOverloadAndGradMode) {
+  auto weight = on_device(big_rows()).requires_grad_();
   const auto before = weight.detach().clone();
   expect_error<c10::IndexError>(
       [&] {
-        F::embedding(longs({0, 10}), weight, {}, 0.5);
+        F::embedding(on_device(longs({0, 10})), weight, {}, 0.5);
       },
       {"index 10"});
   EXPECT_TRUE(bitwise_equal(weight.detach(), before));
 }
 
-TEST(Atomicity, WeightOnAnotherDevice) {
-  auto weight = torch::empty({10, 4}, torch::TensorOptions().device(torch::kMeta));
-  expect_error<c10::ValueError>([&] { F::embedding(longs({1}), weight); },
-                                {"input is on cpu", "weight is on meta"});
-  if (torch::cuda::is_available()) {
-    auto cpu_weight = big_rows();
-    const auto before = cpu_weight.clone();
-    const auto cuda_input = longs({1}).to(torch::kCUDA);
-    expect_error<c10::ValueError>([&] { F::embedding(cuda_input, cpu_weight, {}, 0.5); },
-                                  {"input is on cuda", "weight is on cpu"});
-    EXPECT_TRUE(bitwise_equal(cpu_weight, before));
+// One operand on the backend's device, the other elsewhere (meta for the CPU backends, the CPU
+// for CUDA): a ValueError naming both devices, and a weight with data left unchanged.
+TEST_P(Atomicity, WeightOnAnotherDevice) {
+  const c10::Device other = other_device(device());
+  for (bool weight_elsewhere : {true, false}) {
+    for (bool with_max_norm : {false, true}) {
+      SCOPED_TRACE(std::string(weight_elsewhere ? "weight" : "input") + " on " + other.str() +
+                   (with_max_norm ? " with max_norm" : ""));
+      auto weight = weight_elsewhere ? big_rows().to(other) : on_device(big_rows());
+      const auto input = weight_elsewhere ? on_device(longs({1})) : longs({1}).to(other);
+      const auto before = weight.clone();
+      auto options = F::EmbeddingFuncOptions();
+      if (with_max_norm) options.max_norm(0.5);
+      expect_error<c10::ValueError>(
+          [&] { F::embedding(input, weight, options); },
+          {"input is on " + input.device().str(), "weight is on " + weight.device().str()});
+      if (!weight.is_meta()) {
+        EXPECT_TRUE(bitwise_equal(weight, before));
+      }
+    }
   }
 }
 
-TEST(Atomicity, MaxNormOnAWeightWithSharedMemoryIsRejected) {
-  auto base = torch::randn({1, 4}) + 5;
+TEST_P(Atomicity, MaxNormOnAWeightWithSharedMemoryIsRejected) {
+  auto base = on_device(torch::randn({1, 4}) + 5);
   auto weight = base.expand({10, 4});
   const auto before = base.clone();
   expect_error<c10::ValueError>(
       [&] {
-        F::embedding(longs({1, 2}), weight, F::EmbeddingFuncOptions().max_norm(0.5));
+        F::embedding(on_device(longs({1, 2})), weight, F::EmbeddingFuncOptions().max_norm(0.5));
       },
       {"max_norm", "weight"});
   EXPECT_TRUE(bitwise_equal(base, before));
   // Without max_norm a broadcast table is fine: it is only read.
-  EXPECT_TRUE(F::embedding(longs({1, 2}), weight).equal(base.expand({2, 4})));
+  EXPECT_TRUE(F::embedding(on_device(longs({1, 2})), weight).equal(base.expand({2, 4})));
 }
 
-TEST(Atomicity, ValidIndicesAfterAnErrorStillWork) {
-  auto weight = big_rows();
-  EXPECT_THROW(F::embedding(longs({0, 99}), weight, {}, 0.5), c10::IndexError);
-  const auto out = F::embedding(longs({0, 9}), weight, {}, 0.5);
+TEST_P(Atomicity, ValidIndicesAfterAnErrorStillWork) {
+  auto weight = on_device(big_rows());
+  EXPECT_THROW(F::embedding(on_device(longs({0, 99})), weight, {}, 0.5), c10::IndexError);
+  const auto out = F::embedding(on_device(longs({0, 9})), weight, {}, 0.5);
   EXPECT_NEAR(out[0].norm().item<double>(), 0.5, 1e-5);
 }
+
+// A bad index leaves the weight alone (the renorm did not run), a 2-D position is named, and then
+// a valid call renorms the rows it references, once each, and nothing else.
+TEST_P(Atomicity, BadIndicesThenAValidRenorm) {
+  auto weight = on_device(big_rows());
+  const auto before = weight.clone();
+  EXPECT_THROW(F::embedding(on_device(longs({1, 2, 10})), weight, {}, 0.5), c10::IndexError);
+  EXPECT_TRUE(bitwise_equal(weight, before));
+  expect_error<c10::IndexError>(
+      [&] {
+        F::embedding(on_device(longs({0, 1, -1, 2}).view({2, 2})), weight);
+      },
+      {"index -1", "input[1, 0]"});
+  const int64_t version = weight._version();
+  F::embedding(on_device(longs({1, 1, 2})), weight, {}, 0.5);
+  EXPECT_GT(weight._version(), version);
+  EXPECT_NEAR(weight[1].norm().item<double>(), 0.5, 1e-5);
+  EXPECT_TRUE(bitwise_equal(weight[3], before[3]));
+}
+
+INSTANTIATE_BACKEND_SUITE(Atomicity);
 
 }  // namespace

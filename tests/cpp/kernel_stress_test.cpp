@@ -79,8 +79,8 @@ double relative_error(const at::Tensor& x, const at::Tensor& reference) {
   return (x.to(at::kDouble) - reference).norm().item<double>() / reference.norm().item<double>();
 }
 
-// DESIGN.md section 5: on Zipf(1.1) tokens (V=1000, D=64, N=65536) a 16-bit gradient is within
-// 1.5x of the error of the correctly rounded float64 result.
+// Contract rule 8 (docs/CONTRACT.md): on Zipf(1.1) tokens (V=1000, D=64, N=65536) a 16-bit gradient
+// is within 1.5x of the error of the correctly rounded float64 result.
 TEST(Precision, SixteenBitGradientsAreNearlyCorrectlyRounded) {
   torch::manual_seed(31);
   const int64_t rows = 1000, dim = 64, n = 65536;

@@ -1,9 +1,11 @@
-// unit_scaling::nn::Embedding: construction, init statistics, padding, training, save/load.
+// unit_scaling::nn::Embedding: construction, init statistics, padding, training, save/load. The
+// tests that call the op (ModuleCalls) run on every backend (backends.h).
 #include <unit_scaling/nn/embedding.h>
 
 #include <cstdio>
 #include <sstream>
 
+#include "backends.h"
 #include "test_support.h"
 
 namespace nn = unit_scaling::nn;
@@ -30,32 +32,47 @@ TEST(Module, PaddingRowZeroedAndNegativeIndexWrapped) {
   EXPECT_TRUE(embedding->weight[8].eq(0).all().item<bool>());
 }
 
-TEST(Module, ForwardIsTheUnitScaledLookup) {
+class ModuleCalls : public BackendTest {};
+
+TEST_P(ModuleCalls, ForwardIsTheUnitScaledLookup) {
   nn::Embedding embedding(nn::EmbeddingOptions(6, 3).padding_idx(0));
+  embedding->to(device());
   const auto input = torch::tensor({{0, 5, 5}});
-  const auto out = embedding(input);
-  EXPECT_TRUE(out.to(at::kDouble).equal(reference_lookup(input, embedding->weight.detach())));
+  const auto out = embedding(on_device(input));
+  EXPECT_EQ(out.device(), device());
+  EXPECT_TRUE(
+      out.cpu().to(at::kDouble).equal(reference_lookup(input, embedding->weight.detach().cpu())));
   out.backward(torch::ones_like(out));
   const auto expected = reference_weight_grad(input, torch::ones({1, 3, 3}), 6, 0);
-  EXPECT_TRUE(torch::allclose(embedding->weight.grad().to(at::kDouble), expected));
+  EXPECT_TRUE(torch::allclose(embedding->weight.grad().cpu().to(at::kDouble), expected));
 }
 
-TEST(Module, SgdStepUpdatesUsedRowsExceptPadding) {
+TEST_P(ModuleCalls, SgdStepUpdatesUsedRowsExceptPadding) {
   torch::manual_seed(11);
   nn::Embedding embedding(nn::EmbeddingOptions(12, 5).padding_idx(3));
-  const auto before = embedding->weight.detach().clone();
+  embedding->to(device());
+  const auto before = embedding->weight.detach().cpu().clone();
   torch::optim::SGD optimizer(embedding->parameters(), /*lr=*/0.1);
-  const auto input = torch::tensor({{1, 3, 4}, {3, 9, 1}});
+  const auto input = on_device(torch::tensor({{1, 3, 4}, {3, 9, 1}}));
   optimizer.zero_grad();
   embedding(input).pow(2).sum().backward();
   optimizer.step();
-  const auto after = embedding->weight.detach();
+  const auto after = embedding->weight.detach().cpu();
   for (int64_t r = 0; r < 12; ++r) {
     const bool used = r == 1 || r == 4 || r == 9;
     EXPECT_EQ(!after[r].equal(before[r]), used) << "row " << r;
   }
   EXPECT_TRUE(after[3].eq(0).all().item<bool>());
 }
+
+TEST_P(ModuleCalls, MaxNormOptionRenormsTheModuleWeight) {
+  nn::Embedding embedding(nn::EmbeddingOptions(4, 8).max_norm(1.0));
+  embedding->to(device());
+  embedding(on_device(torch::tensor({2})));
+  EXPECT_LE(embedding->weight[2].norm().item<double>(), 1.0 + 1e-5);
+}
+
+INSTANTIATE_BACKEND_SUITE(ModuleCalls);
 
 TEST(Module, SaveLoadRoundTrip) {
   nn::Embedding saved(nn::EmbeddingOptions(7, 3).padding_idx(1));
@@ -87,12 +104,6 @@ TEST(Module, FromPretrainedKeepsTheTableAndFreezesByDefault) {
       nn::Embedding::from_pretrained(table, nn::EmbeddingFromPretrainedOptions().freeze(false));
   EXPECT_TRUE(trainable->weight.requires_grad());
   EXPECT_THROW(nn::Embedding::from_pretrained(torch::randn({5})), c10::ValueError);
-}
-
-TEST(Module, MaxNormOptionRenormsTheModuleWeight) {
-  nn::Embedding embedding(nn::EmbeddingOptions(4, 8).max_norm(1.0));
-  embedding(torch::tensor({2}));
-  EXPECT_LE(embedding->weight[2].norm().item<double>(), 1.0 + 1e-5);
 }
 
 TEST(Module, CloneIsDeep) {

@@ -67,11 +67,12 @@ inline at::Tensor reference_weight_grad(const at::Tensor& input, const at::Tenso
   return sum * std::sqrt(static_cast<double>(num_rows) / static_cast<double>(count));
 }
 
-// Same dtype, same shape and identical bytes (NaN payloads included).
+// Same dtype, same shape and identical bytes (NaN payloads included), on any devices (compared
+// on the CPU).
 inline bool bitwise_equal(const at::Tensor& a, const at::Tensor& b) {
   if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
-  const at::Tensor ca = a.contiguous();
-  const at::Tensor cb = b.contiguous();
+  const at::Tensor ca = a.cpu().contiguous();
+  const at::Tensor cb = b.cpu().contiguous();
   return ca.nbytes() == 0 ||
          std::memcmp(ca.const_data_ptr(), cb.const_data_ptr(), ca.nbytes()) == 0;
 }
@@ -96,10 +97,11 @@ inline double unit_roundoff(at::ScalarType type) {
 // error of summing the row's n uses in the accumulation type, n * u_acc * s * sum |grad_out|
 // (float32 for 16-bit and float32 weights, float64 for double). 16-bit results must also equal the
 // correctly rounded reference in at least 99% of elements: they are accumulated in float32 and
-// rounded once.
-inline void expect_gradient_matches(const at::Tensor& ours, const at::Tensor& input,
+// rounded once. `ours` may live on any device; input and grad_out are the CPU data.
+inline void expect_gradient_matches(const at::Tensor& ours_on_device, const at::Tensor& input,
                                     const at::Tensor& grad_out, int64_t num_rows,
                                     std::optional<int64_t> padding_idx) {
+  const at::Tensor ours = ours_on_device.cpu();
   const at::Tensor reference = reference_weight_grad(input, grad_out, num_rows, padding_idx);
   ASSERT_EQ(ours.sizes(), reference.sizes());
   const at::Tensor magnitude =

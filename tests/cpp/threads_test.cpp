@@ -1,10 +1,12 @@
 // Concurrency: 8 threads run forward + backward at once on one shared weight and on one shared
-// module; every result must equal the single-threaded one bit for bit.
+// module; every result must equal the single-threaded one bit for bit, on every backend
+// (backends.h).
 #include <unit_scaling/functional.h>
 #include <unit_scaling/nn/embedding.h>
 
 #include <thread>
 
+#include "backends.h"
 #include "test_support.h"
 
 namespace F = unit_scaling::functional;
@@ -18,10 +20,11 @@ struct Work {
   at::Tensor input, grad_out;
 };
 
-std::vector<Work> make_work(int64_t rows, int64_t dim) {
+std::vector<Work> make_work(c10::Device device, int64_t rows, int64_t dim) {
   std::vector<Work> work;
   for (int t = 0; t < kThreads; ++t) {
-    work.push_back({zipf_indices(rows, 3000, 1.1).view({30, 100}), torch::randn({30, 100, dim})});
+    work.push_back({zipf_indices(rows, 3000, 1.1).view({30, 100}).to(device),
+                    torch::randn({30, 100, dim}).to(device)});
   }
   return work;
 }
@@ -51,21 +54,26 @@ void expect_concurrent_equals_serial(const std::function<at::Tensor(const at::Te
   }
 }
 
-TEST(Threads, SharedWeightEightThreads) {
+class Threads : public BackendTest {};
+
+TEST_P(Threads, SharedWeightEightThreads) {
   torch::manual_seed(40);
-  auto weight = torch::randn({500, 24}).requires_grad_();
-  const auto work = make_work(500, 24);
+  auto weight = on_device(torch::randn({500, 24})).requires_grad_();
+  const auto work = make_work(device(), 500, 24);
   expect_concurrent_equals_serial(
       [&](const at::Tensor& input) { return F::embedding(input, weight, /*padding_idx=*/0); },
       weight, work);
 }
 
-TEST(Threads, SharedModuleEightThreads) {
+TEST_P(Threads, SharedModuleEightThreads) {
   torch::manual_seed(41);
   unit_scaling::nn::Embedding module(unit_scaling::nn::EmbeddingOptions(500, 24).padding_idx(3));
-  const auto work = make_work(500, 24);
+  module->to(device());
+  const auto work = make_work(device(), 500, 24);
   expect_concurrent_equals_serial([&](const at::Tensor& input) { return module(input); },
                                   module->weight, work);
 }
+
+INSTANTIATE_BACKEND_SUITE(Threads);
 
 }  // namespace

@@ -1,4 +1,7 @@
-"""Where we differ from the reference library on purpose, tested explicitly."""
+"""Where we differ from the reference library on purpose, tested explicitly.
+
+Ours runs on each backend (the ``backend`` fixture, conftest.py), the reference and PyTorch on
+the CPU; results are compared on the CPU."""
 import pytest
 import torch
 import unit_scaling.functional as UF
@@ -6,17 +9,18 @@ import unit_scaling.functional as UF
 import unit_scaling_cpp as usc
 
 
-def test_max_norm_changes_the_callers_weight():
+def test_max_norm_changes_the_callers_weight(backend):
     weight = torch.randn(10, 4) * 5
     indices = torch.tensor([1, 3, 3])
     ref_weight = weight.clone()
     UF.embedding(indices, ref_weight, max_norm=1.0)
     assert torch.equal(ref_weight, weight)  # the reference renorms a temporary copy
 
-    ours = weight.clone()
+    ours = backend.to(weight)
     version = ours._version
-    usc.functional.embedding(indices, ours, max_norm=1.0)
+    usc.functional.embedding(backend.to(indices), ours, max_norm=1.0)
     assert ours._version > version
+    ours = ours.cpu()
     for row in (1, 3):
         assert ours[row].norm().item() == pytest.approx(1.0, rel=1e-5)
     assert torch.equal(ours[0], weight[0])
@@ -26,20 +30,20 @@ def test_max_norm_changes_the_callers_weight():
     torch.testing.assert_close(ours, expected)
 
 
-def test_empty_input_gives_zero_gradient():
+def test_empty_input_gives_zero_gradient(backend):
     indices = torch.empty(0, 3, dtype=torch.long)
     ref_weight = torch.randn(5, 2, requires_grad=True)
     with pytest.raises(ZeroDivisionError):
         UF.embedding(indices, ref_weight)
-    weight = torch.randn(5, 2, requires_grad=True)
-    out = usc.functional.embedding(indices, weight)
+    weight = backend.to(torch.randn(5, 2)).requires_grad_()
+    out = usc.functional.embedding(backend.to(indices), weight)
     assert out.shape == (0, 3, 2)
     out.sum().backward()
-    assert torch.equal(weight.grad, torch.zeros(5, 2))
+    assert torch.equal(weight.grad.cpu(), torch.zeros(5, 2))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_gradients_are_closer_to_float64(dtype):
+def test_low_precision_gradients_are_closer_to_float64(dtype, backend):
     rows, dim, n = 1000, 64, 65536
     ranks = torch.arange(1, rows + 1, dtype=torch.float64)
     indices = torch.multinomial(ranks.pow(-1.1), n, replacement=True)
@@ -50,22 +54,23 @@ def test_low_precision_gradients_are_closer_to_float64(dtype):
     def error(g):
         return ((g.double() - exact).norm() / exact.norm()).item()
 
-    ours_w = torch.zeros(rows, dim, dtype=dtype, requires_grad=True)
-    usc.functional.embedding(indices, ours_w).backward(grad)
+    ours_w = backend.to(torch.zeros(rows, dim, dtype=dtype)).requires_grad_()
+    usc.functional.embedding(backend.to(indices), ours_w).backward(backend.to(grad))
     ref_w = torch.zeros(rows, dim, dtype=dtype, requires_grad=True)
     UF.embedding(indices, ref_w).backward(grad)
     rounded = error(exact.to(dtype))
-    assert error(ours_w.grad) <= 1.5 * rounded
-    assert error(ref_w.grad) > 5 * error(ours_w.grad)
+    ours_error = error(ours_w.grad.cpu())
+    assert ours_error <= 1.5 * rounded
+    assert error(ref_w.grad) > 5 * ours_error
 
 
-def test_errors_are_atomic_where_pytorch_is_not():
+def test_errors_are_atomic_where_pytorch_is_not(backend):
     weight = torch.randn(10, 4) * 5
     indices = torch.tensor([1, 2, 10])
     torch_weight = weight.clone()
     with pytest.raises((IndexError, RuntimeError)):
         torch.nn.functional.embedding(indices, torch_weight, max_norm=1.0)
-    ours = weight.clone()
+    ours = backend.to(weight)
     with pytest.raises(IndexError):
-        usc.functional.embedding(indices, ours, max_norm=1.0)
-    assert torch.equal(ours, weight)
+        usc.functional.embedding(backend.to(indices), ours, max_norm=1.0)
+    assert torch.equal(ours.cpu(), weight)

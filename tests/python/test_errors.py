@@ -1,4 +1,5 @@
-"""Bad arguments raise Python's IndexError / ValueError / TypeError and change nothing."""
+"""Bad arguments raise Python's IndexError / ValueError / TypeError and change nothing, on
+every backend (the ``backend`` fixture, conftest.py)."""
 import math
 
 import pytest
@@ -24,15 +25,28 @@ BAD_CALLS = [
 
 @pytest.mark.parametrize("error,needle,overrides", BAD_CALLS)
 @pytest.mark.parametrize("max_norm", [None, 0.5])
-def test_error_class_message_and_no_change(error, needle, overrides, max_norm):
-    weight = overrides.get("weight", torch.randn(10, 4) * 5)
-    before = weight.clone()
-    indices = torch.tensor(overrides.get("indices", [1, 2]))
+def test_error_class_message_and_no_change(error, needle, overrides, max_norm, backend):
+    before = overrides.get("weight", torch.randn(10, 4) * 5)
+    weight = backend.to(before)
+    indices = backend.to(torch.tensor(overrides.get("indices", [1, 2])))
     kwargs = {k: v for k, v in overrides.items() if k not in ("weight", "indices")}
     kwargs.setdefault("max_norm", max_norm)
     with pytest.raises(error, match=needle):
         usc.functional.embedding(indices, weight, **kwargs)
-    assert torch.equal(weight, before)
+    assert torch.equal(weight.cpu(), before)
+
+
+def test_tensors_on_different_devices(backend):
+    # The other device: the CPU for CUDA tensors; meta tensors for CPU ones.
+    other = torch.device("cpu") if backend.device.type == "cuda" else torch.device("meta")
+    weight = backend.to(torch.randn(10, 4))
+    with pytest.raises(ValueError, match="same device"):
+        usc.functional.embedding(torch.tensor([1]).to(other), weight)
+    with pytest.raises(ValueError, match="same device"):
+        torch.ops.unit_scaling.embedding_lookup(torch.tensor([1]).to(other), weight)
+    with pytest.raises(ValueError, match="same device"):
+        torch.ops.unit_scaling.embedding_backward(torch.randn(1, 4).to(other),
+                                                  backend.to(torch.tensor([1])), 10)
 
 
 def test_module_rejects_unsupported_options():

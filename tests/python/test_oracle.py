@@ -1,4 +1,7 @@
-"""The reference library unit_scaling as oracle, wherever the semantics agree."""
+"""The reference library unit_scaling as oracle, wherever the semantics agree.
+
+The tests that run our operators take the ``backend`` fixture (conftest.py): ours runs on each
+backend, the reference on the CPU, and the results are compared on the CPU."""
 import math
 import random
 
@@ -27,25 +30,25 @@ def random_case(seed):
 
 
 @pytest.mark.parametrize("seed,dtype,index_dtype", CASES)
-def test_functional_matches_reference(seed, dtype, index_dtype):
+def test_functional_matches_reference(seed, dtype, index_dtype, backend):
     num_rows, dim, shape, padding_idx = random_case(seed)
     torch.manual_seed(seed)
     weight = torch.randn(num_rows, dim, dtype=dtype)
     indices = torch.randint(0, num_rows, shape, dtype=index_dtype)
     grad = torch.randn(*shape, dim, dtype=dtype)
 
-    ours_w = weight.clone().requires_grad_()
+    ours_w = backend.to(weight).requires_grad_()
     ref_w = weight.clone().requires_grad_()
-    ours = usc.functional.embedding(indices, ours_w, padding_idx)
+    ours = usc.functional.embedding(backend.to(indices), ours_w, padding_idx)
     ref = UF.embedding(indices, ref_w, padding_idx)
-    assert torch.equal(ours, ref)
-    ours.backward(grad)
+    assert torch.equal(ours.cpu(), ref)
+    ours.backward(backend.to(grad))
     ref.backward(grad)
-    torch.testing.assert_close(ours_w.grad, ref_w.grad, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours_w.grad.cpu(), ref_w.grad, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_module_matches_reference(seed):
+def test_module_matches_reference(seed, backend):
     num_rows, dim, shape, padding_idx = random_case(seed)
     torch.manual_seed(seed)
     ours = usc.Embedding(num_rows, dim, padding_idx=padding_idx)
@@ -54,13 +57,14 @@ def test_module_matches_reference(seed):
     assert torch.equal(ours.weight, ref.weight)  # same init: N(0, 1), padding row zeroed
     assert ours.extra_repr() == ref.extra_repr()
     assert ours.padding_idx == ref.padding_idx
+    ours.to(backend.device)
     indices = torch.randint(0, num_rows, shape)
     grad = torch.randn(*shape, dim)
-    out_ours, out_ref = ours(indices), ref(indices)
-    assert torch.equal(out_ours, out_ref)
-    out_ours.backward(grad)
+    out_ours, out_ref = ours(backend.to(indices)), ref(indices)
+    assert torch.equal(out_ours.cpu(), out_ref)
+    out_ours.backward(backend.to(grad))
     out_ref.backward(grad)
-    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours.weight.grad.cpu(), ref.weight.grad, rtol=1e-6, atol=1e-6)
 
 
 def test_from_pretrained_matches_reference():
@@ -103,10 +107,11 @@ def test_scale_primitives_match_reference():
         torch.testing.assert_close(a.grad, b.grad)
 
 
-def test_unit_scale_of_the_gradient():
-    weight = torch.randn(4096, 64, requires_grad=True)
+def test_unit_scale_of_the_gradient(backend):
+    weight = backend.to(torch.randn(4096, 64)).requires_grad_()
     indices = torch.randint(0, 4096, (16, 32))
-    out = usc.functional.embedding(indices, weight)
-    out.backward(torch.randn_like(out))
-    assert abs(weight.grad.std().item() - 1) < 0.1
-    assert math.isclose(weight.grad.ne(0).any(1).sum().item(), indices.unique().numel())
+    out = usc.functional.embedding(backend.to(indices), weight)
+    out.backward(backend.to(torch.randn(16, 32, 64)))
+    grad = weight.grad.cpu()
+    assert abs(grad.std().item() - 1) < 0.1
+    assert math.isclose(grad.ne(0).any(1).sum().item(), indices.unique().numel())

@@ -1,0 +1,326 @@
+"""What only a GPU can show about our CUDA kernels (skipped without a GPU; scripts/gpu_check.sh
+runs it on the lent GPU machine). The contract itself (oracle, opcheck, compile, errors) runs on
+CUDA through the backend axis of the other test files; this file adds the CUDA runtime:
+
+- CUDA tensors reach our CUDA kernels, not the ATen fallback (when the library was built with the
+  CUDA backend on: gpu_check.sh says so with UNIT_SCALING_CPP_EXPECT_CUDA_KERNELS=1);
+- the backward never synchronises the host; the eager forward reads back at most once;
+- forward + backward captured in a CUDA graph and replayed on new data equals eager, and so does
+  torch.compile(mode="reduce-overhead");
+- the backward is bitwise repeatable and bitwise equal to the CPU kernels' backward (and, on
+  whichever path CUDA tensors take, equal to the CPU kernels within rounding);
+- a bad index: IndexError naming value and position from the eager forward, weight untouched
+  (max_norm too); a device-side assertion from the backward (in a subprocess).
+
+The tests that need our CUDA kernels are skipped, saying so, when the library registers none
+(CUDA tensors then take the ATen fallback, which synchronises and is not bitwise equal to the
+CPU kernels)."""
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import backend_axis
+import unit_scaling_cpp as usc
+
+ops = torch.ops.unit_scaling
+EXPECT_CUDA_KERNELS = "UNIT_SCALING_CPP_EXPECT_CUDA_KERNELS"
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason=backend_axis.NO_CUDA)
+needs_cuda_kernels = pytest.mark.skipif(
+    torch.cuda.is_available() and not backend_axis.cuda_kernels_registered(),
+    reason="the library registers no CUDA kernels (built without the CUDA backend, or with its "
+           "registration off): CUDA tensors take the ATen fallback")
+
+# The ATen operators the fallback is built from; our CUDA kernels call none of them.
+FALLBACK_OPS = {"aten::index_select", "aten::embedding_dense_backward", "aten::embedding_renorm_"}
+
+
+def zipf_indices(num_rows, shape, exponent=1.1):
+    """Indices with P(row k) proportional to (k + 1)^-exponent, built on the CPU."""
+    weights = torch.arange(1, num_rows + 1, dtype=torch.float64).pow(-exponent)
+    n = 1
+    for size in shape:
+        n *= size
+    return torch.multinomial(weights, n, replacement=True).view(shape)
+
+
+def _indices(dist, num_rows, shape):
+    return zipf_indices(num_rows, shape) if dist == "zipf" else torch.randint(0, num_rows, shape)
+
+
+# --- which kernels CUDA tensors reach ------------------------------------------------------------
+
+def test_cuda_tensors_reach_our_cuda_kernels():
+    if os.environ.get(EXPECT_CUDA_KERNELS) != "1":
+        path = "our CUDA kernels" if backend_axis.cuda_kernels_registered() else "the ATen fallback"
+        pytest.skip(f"{EXPECT_CUDA_KERNELS} is not 1 (set it when the library was built with the "
+                    f"CUDA backend on); CUDA tensors take {path} here")
+    missing = [name for name in backend_axis.DEVICE_OPERATORS
+               if not torch._C._dispatch_has_kernel_for_dispatch_key(f"unit_scaling::{name}",
+                                                                      "CUDA")]
+    assert not missing, (f"no CUDA kernel registered for {missing}: CUDA tensors take the ATen "
+                         "fallback (library built without the CUDA backend?)")
+    weight = torch.randn(100, 8, device="cuda", requires_grad=True)
+    tokens = torch.randint(0, 100, (4, 16), device="cuda")
+    with profile(activities=[ProfilerActivity.CPU], acc_events=True) as prof:
+        out = usc.functional.embedding(tokens, weight, padding_idx=0, max_norm=1.0)
+        out.backward(torch.randn_like(out))
+        ops._scaled_embedding_backward(torch.randn_like(out), tokens, 100, -1, 0.5)
+        torch.cuda.synchronize()
+    names = {event.name for event in prof.events()}
+    assert {"unit_scaling::embedding_lookup", "unit_scaling::embedding_backward"} <= names
+    assert not names & FALLBACK_OPS, f"the fallback ran: {sorted(names & FALLBACK_OPS)}"
+
+
+# --- synchronisation -----------------------------------------------------------------------------
+
+def _backward_inputs(dtype, num_rows=5000, dim=64, shape=(8, 512)):
+    tokens = zipf_indices(num_rows, shape).cuda()
+    grad = torch.randn(*shape, dim).to(dtype).cuda()
+    weight = torch.randn(num_rows, dim).to(dtype).cuda().requires_grad_()
+    return tokens, grad, weight
+
+
+@needs_cuda_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_backward_does_not_synchronize(dtype):
+    tokens, grad, weight = _backward_inputs(dtype)
+    out = usc.functional.embedding(tokens, weight, padding_idx=0)  # may read back once
+    ops.embedding_backward(grad, tokens, weight.shape[0], 0)  # first call: module loading etc.
+    torch.cuda.synchronize()
+    # 1. PyTorch's sync debug mode: any synchronising call through c10's CUDA wrappers raises.
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        (through_autograd,) = torch.autograd.grad(out, weight, grad, retain_graph=True)
+        direct = ops.embedding_backward(grad, tokens, weight.shape[0], 0)
+        ops._scaled_embedding_backward(grad, tokens, weight.shape[0], 0, 0.5)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    # 2. Any synchronisation at all (raw CUDA calls too): with a long kernel queued ahead, the
+    # backward returns while that kernel still runs only if the host never waited for the stream.
+    torch.cuda.synchronize()
+    torch.cuda._sleep(1_000_000_000)  # about half a second of GPU time at 2 GHz
+    torch.autograd.grad(out, weight, grad)
+    still_busy = not torch.cuda.current_stream().query()
+    torch.cuda.synchronize()
+    assert still_busy, "the host waited for the GPU during the backward"
+    assert torch.equal(through_autograd, direct)
+
+
+@needs_cuda_kernels
+@pytest.mark.parametrize("max_norm", [None, 1.0])
+def test_eager_forward_reads_back_at_most_once(max_norm):
+    weight = torch.randn(1000, 32, device="cuda") * 3
+    tokens = torch.randint(0, 1000, (4, 64), device="cuda")
+    usc.functional.embedding(tokens, weight, max_norm=max_norm)  # first call: module loading
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            usc.functional.embedding(tokens, weight, max_norm=max_norm)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchronizing CUDA operation" in str(w.message)]
+    assert len(syncs) <= 1, f"{len(syncs)} host synchronisations in one eager forward"
+
+
+# --- CUDA graphs and torch.compile(mode="reduce-overhead") --------------------------------------
+
+@needs_cuda_kernels
+@pytest.mark.parametrize("padding_idx,max_norm", [(None, None), (3, None), (None, 1.0)])
+def test_graph_capture_replayed_on_new_data_equals_eager(padding_idx, max_norm):
+    num_rows, dim, shape = 1000, 32, (4, 64)
+    base = torch.randn(num_rows, dim, device="cuda") * 2
+    # The graph's static inputs: refilled before each replay.
+    weight = base.clone().requires_grad_()
+    tokens = torch.randint(0, num_rows, shape, device="cuda")
+    grad = torch.randn(*shape, dim, device="cuda")
+
+    def step():
+        out = usc.functional.embedding(tokens, weight, padding_idx, max_norm)
+        (grad_weight,) = torch.autograd.grad(out, weight, grad)
+        return out, grad_weight
+
+    side = torch.cuda.Stream()  # warm-up on a side stream, as torch.cuda.graph asks
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out, static_grad = step()
+
+    for _ in range(3):
+        new_tokens = torch.randint(0, num_rows, shape)
+        new_grad = torch.randn(*shape, dim)
+        with torch.no_grad():
+            weight.copy_(base)
+        tokens.copy_(new_tokens)
+        grad.copy_(new_grad)
+        graph.replay()
+        eager_weight = base.clone().requires_grad_()
+        eager_out = usc.functional.embedding(new_tokens.cuda(), eager_weight, padding_idx, max_norm)
+        (eager_grad,) = torch.autograd.grad(eager_out, eager_weight, new_grad.cuda())
+        assert torch.equal(static_out, eager_out)
+        assert torch.equal(static_grad, eager_grad)
+        assert torch.equal(weight.detach(), eager_weight.detach())  # max_norm renormed alike
+
+
+@needs_cuda_kernels
+def test_compile_reduce_overhead_equals_eager():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager = usc.Embedding(1000, 32, padding_idx=0).cuda()
+    compiled_module = usc.Embedding(1000, 32, padding_idx=0).cuda()
+    compiled_module.load_state_dict(eager.state_dict())
+    compiled = torch.compile(compiled_module, mode="reduce-overhead")
+    for _ in range(4):  # CUDA graph trees: warm-up run, then recording, then replays
+        tokens = torch.randint(0, 1000, (4, 64)).cuda()
+        grad = torch.randn(4, 64, 32).cuda()
+        torch.compiler.cudagraph_mark_step_begin()
+        out = compiled(tokens)
+        expected = eager(tokens)
+        assert torch.equal(out, expected)
+        out.backward(grad)
+        expected.backward(grad)
+        torch.testing.assert_close(compiled_module.weight.grad, eager.weight.grad)
+        eager.zero_grad(set_to_none=True)
+        compiled_module.zero_grad(set_to_none=True)
+    assert counters["inductor"]["cudagraph_skips"] == 0, "inductor skipped CUDA graphs"
+
+
+# --- determinism and agreement with the CPU kernels ----------------------------------------------
+
+@needs_cuda_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_backward_is_bitwise_repeatable(dtype):
+    # Zipf over a GPT-2 vocabulary: the heaviest row collects about 14% of 32768 positions.
+    num_rows, dim = 50257, 128
+    tokens = zipf_indices(num_rows, (32768,)).cuda()
+    grad = torch.randn(32768, dim).to(dtype).cuda()
+    first = ops.embedding_backward(grad, tokens, num_rows, 0)
+    for _ in range(3):
+        assert torch.equal(ops.embedding_backward(grad, tokens, num_rows, 0), first)
+
+
+def _describe_difference(cuda, cpu, tokens):
+    diff = (cuda.double() - cpu.double()).abs().amax(1)
+    rows = diff.nonzero().flatten()
+    worst = int(diff.argmax())
+    counts = torch.bincount(tokens.flatten().long(), minlength=cpu.shape[0])
+    return (f"{rows.numel()} of {cpu.shape[0]} rows differ; largest |difference| "
+            f"{diff[worst].item():.3g} at row {worst} ({int(counts[worst])} positions, "
+            f"|value| {cpu[worst].double().abs().max().item():.3g})")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_matches_the_cpu_kernels_within_rounding(dtype):
+    # Whichever path CUDA tensors take (our kernels or the fallback): the functional forward
+    # and backward with padding against the CPU kernels.
+    weight = torch.randn(500, 32).to(dtype)
+    tokens = torch.randint(0, 500, (16, 64))
+    grad = torch.randn(16, 64, 32).to(dtype)
+    results = []
+    for device in ("cpu", "cuda"):
+        w = weight.to(device, copy=True).requires_grad_()
+        out = usc.functional.embedding(tokens.to(device), w, padding_idx=3)
+        out.backward(grad.to(device))
+        results.append((out.cpu(), w.grad.cpu()))
+    assert torch.equal(results[0][0], results[1][0])
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-5, atol=1e-5)
+
+
+@needs_cuda_kernels
+@pytest.mark.parametrize("dist", ["uniform", "zipf"])
+@pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_backward_equals_the_cpu_kernels_bitwise(dtype, index_dtype, dist):
+    num_rows, dim, shape = 3000, 96, (16, 512)
+    tokens = _indices(dist, num_rows, shape).to(index_dtype)
+    grad = torch.randn(*shape, dim).to(dtype)
+    cpu = ops.embedding_backward(grad, tokens, num_rows, 5)
+    cuda = ops.embedding_backward(grad.cuda(), tokens.cuda(), num_rows, 5).cpu()
+    # Both sum each row's gradient rows in float32 (float64 for double) in position order,
+    # scale once and round once: the target is bitwise equality.
+    assert torch.equal(cuda, cpu), (
+        f"CUDA backward differs from the CPU kernels' ({dtype}, {dist}): "
+        + _describe_difference(cuda, cpu, tokens))
+
+
+@needs_cuda_kernels
+@pytest.mark.parametrize("layout", ["contiguous", "column_major", "column_slice"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_forward_equals_the_cpu_kernels_bitwise(dtype, layout):
+    storage = torch.randn(3000, 200).to(dtype)
+    tables = {"contiguous": storage[:, :96].contiguous(),
+              "column_major": storage[:, :96].t().contiguous().t(),
+              "column_slice": storage[:, 7:103]}
+    table = tables[layout]
+    weight = storage.cuda()[:, 7:103] if layout == "column_slice" else table.cuda()
+    assert weight.stride() == table.stride()
+    tokens = torch.randint(0, 3000, (16, 512))
+    assert torch.equal(ops.embedding_lookup(tokens.cuda(), weight).cpu(),
+                       ops.embedding_lookup(tokens, table))
+
+
+@needs_cuda_kernels
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.0, float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_renorm_matches_the_cpu_kernels(dtype, norm_type):
+    table = (torch.randn(3000, 96) * 3).to(dtype)
+    tokens = zipf_indices(3000, (4096,))  # many repeats: each distinct row renormed once
+    weight = table.cuda()
+    ops.embedding_renorm_(weight, tokens.cuda(), 1.5, norm_type)
+    ops.embedding_renorm_(table, tokens, 1.5, norm_type)
+    # Norms are float32 sums in different orders on the two devices: not bitwise.
+    torch.testing.assert_close(weight.cpu(), table)
+
+
+# --- bad indices ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("max_norm", [None, 0.5])
+@pytest.mark.parametrize("bad", [10, -1, 2**31 - 1])
+@pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32])
+def test_bad_index_in_eager_forward_raises_and_changes_nothing(index_dtype, bad, max_norm):
+    base = torch.randn(10, 4) * 5
+    weight = base.cuda()
+    tokens = torch.tensor([[1, 2, 3], [4, 5, 6]], dtype=index_dtype)
+    tokens[1, 2] = bad
+    needle = rf"index {bad} at input\[1, 2\]"
+    with pytest.raises(IndexError, match=needle):
+        usc.functional.embedding(tokens.cuda(), weight, max_norm=max_norm)
+    with pytest.raises(IndexError, match=needle):
+        ops.embedding_lookup(tokens.cuda(), weight)
+    assert torch.equal(weight.cpu(), base)
+    # The CUDA context is still usable, and a good call gives the right rows.
+    tokens[1, 2] = 0
+    assert torch.equal(ops.embedding_lookup(tokens.cuda(), weight).cpu(), base[tokens.long()])
+
+
+_BAD_BACKWARD = """
+import torch, unit_scaling_cpp
+grad = torch.randn(4, 8, device="cuda")
+tokens = torch.tensor([0, 1, 2, 10], device="cuda")
+torch.ops.unit_scaling.embedding_backward(grad, tokens, 10)
+torch.cuda.synchronize()
+print("NO ERROR")
+"""
+
+
+@needs_cuda_kernels
+def test_bad_index_in_backward_is_a_device_side_assertion():
+    # In a subprocess: a device-side assertion leaves the CUDA context unusable.
+    result = subprocess.run([sys.executable, "-c", _BAD_BACKWARD], capture_output=True,
+                            text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "NO ERROR" not in output, output[-2000:]
+    assert "device-side assert" in output, output[-2000:]
