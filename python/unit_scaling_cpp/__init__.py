@@ -3,12 +3,16 @@
 A drop-in for the reference library's ``unit_scaling.functional.embedding`` and
 ``unit_scaling.Embedding``: the weight gradient is multiplied by ``sqrt(V / N)``, summed in
 float32 and rounded once; ``max_norm`` renorms the caller's weight in place; errors are atomic.
-The operators are also reachable as ``torch.ops.unit_scaling.*`` (TorchScript, torch.compile).
+The operators are also reachable as ``torch.ops.unit_scaling.*`` (TorchScript, torch.compile),
+and accept DTensors (tensor and sequence parallelism, ``_dtensor.py``); the module's u-μP tags
+survive FSDP2, parallelize_module and every parameter swap (``_parameter.py``).
 """
 from . import _library  # noqa: F401  (registers torch.ops.unit_scaling)
+from . import _dtensor_import
 from . import functional
 from .functional import scale_bwd, scale_fwd
 from .modules import Embedding
 
 __all__ = ["Embedding", "functional", "scale_bwd", "scale_fwd", "library_path"]
 library_path = _library.path
+_dtensor_import.enable()  # DTensor rules: tensor / sequence parallelism (see _dtensor.py)
