@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite and prints the ratio tables of docs/PERFORMANCE.md.
-#   bench/run.sh [REGEX]     REGEX filters benchmark names (default: all, about 15 minutes)
+#   bench/run.sh [REGEX]     REGEX filters benchmark names (default: all, about 11 minutes)
 # Environment: REPS (repetitions, default 3; medians are reported), MIN_TIME (seconds per
 # repetition, default 0.2), BUILD_DIR.
 set -euo pipefail

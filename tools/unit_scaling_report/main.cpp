@@ -115,23 +115,61 @@ void make_directories(const std::string& path) {
 
 std::string percent(double fraction) { return fixed(100 * fraction, 3) + "%"; }
 
-int run(const Options& options) {
+// The main run: its tokens, the table and output gradient drawn for it, and both weight gradients.
+struct MainRun {
+  at::Tensor tokens, weight, grad_out;
+  Gradients grads;
+};
+
+// The sweep's token counts and the weight-grad std of each variant at each count.
+struct Sweep {
+  std::vector<double> n, plain, unit;
+};
+
+// Output files written under temporary names, renamed into place once all of them succeeded.
+class PendingFiles {
+ public:
+  explicit PendingFiles(const std::string& folder) : folder_(folder) {}
+  // The temporary path to write `name` to.
+  std::string path(const std::string& name) {
+    pending_.emplace_back(folder_ + "/." + name + ".tmp", folder_ + "/" + name);
+    return pending_.back().first;
+  }
+  void discard() const {
+    for (const auto& [temp_path, final_path] : pending_) std::remove(temp_path.c_str());
+  }
+  void commit() const {
+    for (const auto& [temp_path, final_path] : pending_) {
+      if (std::rename(temp_path.c_str(), final_path.c_str()) != 0) {
+        throw std::runtime_error("cannot rename " + temp_path);
+      }
+    }
+  }
+
+ private:
+  std::string folder_;
+  std::vector<std::pair<std::string, std::string>> pending_;
+};
+
+// Refuses what would otherwise fail only at the end (no gnuplot, --out a file), seeds, sets the
+// threads and returns the main run's tokens (a bad token file is refused too): nothing written.
+at::Tensor prepare(const Options& options) {
   if (options.plots && !gnuplot_available()) {
     throw UsageError(
         "gnuplot (with the pngcairo terminal) not found: install gnuplot-nox or pass --no-plots");
   }
-  const std::string out_dir = options.out;
-  if (exists(out_dir) && !is_directory(out_dir)) {
+  if (exists(options.out) && !is_directory(options.out)) {
     throw UsageError("--out: '" + options.out + "' exists and is not a folder");
   }
   torch::manual_seed(options.seed);
   if (options.threads) torch::set_num_threads(*options.threads);
-  const at::Tensor tokens = main_tokens(options);  // may reject the file: still nothing written
-  const at::ScalarType dtype = dtype_of(options.dtype);
+  return main_tokens(options);
+}
+
+// Config section: the settings, the heading line and the scale sqrt(V/N).
+void report_config(const Options& options, Results& results) {
   const int64_t n = options.tokens();
   const double scale = std::sqrt(static_cast<double>(options.vocab) / static_cast<double>(n));
-
-  Results results;
   results.add_text("config", "vocab", std::to_string(options.vocab));
   results.add_text("config", "dim", std::to_string(options.dim));
   results.add_text("config", "tokens",
@@ -152,23 +190,36 @@ int run(const Options& options) {
             << " seed=" << options.seed << " threads=" << torch::get_num_threads() << "\n"
             << "scale sqrt(V/N) = " << fixed(scale) << "\n\n";
   results.add("summary", "scale", "", scale);
+}
 
-  const at::Tensor weight = at::randn({options.vocab, options.dim}).to(dtype);
-  const at::Tensor grad_out = at::randn({options.batch, options.sequence, options.dim}).to(dtype);
-  const Gradients g = run_both(tokens, weight, grad_out, options.padding_idx);
+// Draws the main run's table and output gradient and computes both weight gradients.
+MainRun compute_main_run(const Options& options, const at::Tensor& tokens) {
+  const at::ScalarType dtype = dtype_of(options.dtype);
+  MainRun main_run;
+  main_run.tokens = tokens;
+  main_run.weight = at::randn({options.vocab, options.dim}).to(dtype);
+  main_run.grad_out = at::randn({options.batch, options.sequence, options.dim}).to(dtype);
+  main_run.grads = run_both(tokens, main_run.weight, main_run.grad_out, options.padding_idx);
+  return main_run;
+}
 
-  // Per-row RMS over the rows that received gradient (padding excluded).
-  at::Tensor uses = at::bincount(tokens.reshape({-1}), {}, options.vocab);
+// 1st, 50th and 99th percentile of the per-row RMS over the `used` rows. No row gets gradient
+// when every token is padding: the spread is then undefined (NaN).
+at::Tensor row_rms_quantiles(const at::Tensor& grad, const at::Tensor& used) {
+  const at::Tensor rows = grad.to(at::kDouble).index({used}).square().mean(1).sqrt();
+  if (rows.numel() == 0) return at::full({3}, std::nan(""), at::kDouble);
+  return at::quantile(rows, at::tensor({0.01, 0.5, 0.99}, at::kDouble));
+}
+
+// Summary section: output and weight-gradient statistics of the main run, plain vs unit-scaled.
+void report_summary(const Options& options, const MainRun& main_run, Results& results) {
+  // Rows that received gradient (padding excluded).
+  at::Tensor uses = at::bincount(main_run.tokens.reshape({-1}), {}, options.vocab);
   if (options.padding_idx) uses[(*options.padding_idx + options.vocab) % options.vocab] = 0;
   const at::Tensor used = uses.gt(0);
-  // No row gets gradient when every token is padding: the spread is then undefined (NaN).
-  const auto row_rms_quantiles = [&](const at::Tensor& grad) {
-    const at::Tensor rows = grad.to(at::kDouble).index({used}).square().mean(1).sqrt();
-    if (rows.numel() == 0) return at::full({3}, std::nan(""), at::kDouble);
-    return at::quantile(rows, at::tensor({0.01, 0.5, 0.99}, at::kDouble));
-  };
-  const at::Tensor plain_q = row_rms_quantiles(g.plain);
-  const at::Tensor unit_q = row_rms_quantiles(g.unit_scaled);
+  const Gradients& g = main_run.grads;
+  const at::Tensor plain_q = row_rms_quantiles(g.plain, used);
+  const at::Tensor unit_q = row_rms_quantiles(g.unit_scaled, used);
 
   struct Line {
     std::string label, item;
@@ -197,22 +248,31 @@ int run(const Options& options) {
   std::cout << "rows that received gradient: " << used.sum().item<int64_t>() << " of "
             << options.vocab << "\n\n";
   results.add("summary", "rows_with_gradient", "", static_cast<double>(used.sum().item<int64_t>()));
+}
 
-  // The optimizer step: P x K micro-batches of N tokens (the first is the main run's, the
-  // others fresh draws), each rank's K summed (or averaged), then averaged over the P ranks.
-  const double multiplier = options.token_multiplier();
-  at::Tensor uncorrected = at::zeros({options.vocab, options.dim}, at::kDouble);
-  at::Tensor corrected = at::zeros_like(uncorrected);
+// The optimizer-visible gradient without and with the token_multiplier correction.
+struct StepGradients {
+  at::Tensor uncorrected, corrected;
+};
+
+// P x K micro-batches of N tokens (the first is the main run's, the others fresh draws), each
+// rank's K summed (or averaged), then averaged over the P ranks.
+StepGradients optimizer_step(const Options& options, const MainRun& main_run, double multiplier) {
+  StepGradients step;
+  step.uncorrected = at::zeros({options.vocab, options.dim}, at::kDouble);
+  step.corrected = at::zeros_like(step.uncorrected);
   const double combine =
       (options.loss_mean ? 1.0 / static_cast<double>(options.accumulation) : 1.0) /
       static_cast<double>(options.data_parallel);
   for (int64_t micro = 0; micro < options.data_parallel * options.accumulation; ++micro) {
     const at::Tensor t =
-        micro == 0 ? tokens : sweep_tokens(options, options.tokens(), tokens).view_as(tokens);
-    const at::Tensor go = micro == 0 ? grad_out : at::randn_like(grad_out);
+        micro == 0
+            ? main_run.tokens
+            : sweep_tokens(options, options.tokens(), main_run.tokens).view_as(main_run.tokens);
+    const at::Tensor go = micro == 0 ? main_run.grad_out : at::randn_like(main_run.grad_out);
     for (const auto& [sum, m] :
-         {std::pair<at::Tensor, double>{uncorrected, 1.0}, {corrected, multiplier}}) {
-      auto w = weight.detach().clone().requires_grad_();
+         {std::pair<at::Tensor, double>{step.uncorrected, 1.0}, {step.corrected, multiplier}}) {
+      auto w = main_run.weight.detach().clone().requires_grad_();
       unit_scaling::functional::embedding(
           t, w, unit_scaling::functional::EmbeddingFuncOptions().padding_idx(options.padding_idx),
           unit_scaling::GradScaleOptions().token_multiplier(m))
@@ -220,15 +280,27 @@ int run(const Options& options) {
       sum.add_(w.grad().to(at::kDouble), combine);
     }
   }
+  return step;
+}
+
+// Optimizer-step section: the gradient std the optimizer sees, with and without the correction.
+void report_optimizer_step(const Options& options, const MainRun& main_run, Results& results) {
+  const double multiplier = options.token_multiplier();
+  const StepGradients step = optimizer_step(options, main_run, multiplier);
   std::cout << "optimizer step: P=" << options.data_parallel
             << " data-parallel ranks (averaged), K=" << options.accumulation
             << " micro-batches (loss " << (options.loss_mean ? "divided by K" : "summed") << ")\n"
-            << "optimizer-visible grad std: " << fixed(stddev(uncorrected)) << " uncorrected, "
-            << fixed(stddev(corrected)) << " with token_multiplier=" << multiplier << "\n\n";
+            << "optimizer-visible grad std: " << fixed(stddev(step.uncorrected)) << " uncorrected, "
+            << fixed(stddev(step.corrected)) << " with token_multiplier=" << multiplier << "\n\n";
   results.add("optimizer_step", "token_multiplier", "", multiplier);
-  results.add("optimizer_step", "grad_std", "uncorrected", stddev(uncorrected));
-  results.add("optimizer_step", "grad_std", "corrected", stddev(corrected));
+  results.add("optimizer_step", "grad_std", "uncorrected", stddev(step.uncorrected));
+  results.add("optimizer_step", "grad_std", "corrected", stddev(step.corrected));
+}
 
+// Formats section: where both weight gradients land in each format. Returns the formats' bands
+// for the histogram.
+std::vector<FormatBand> report_formats(const Options& options, const Gradients& g,
+                                       Results& results) {
   std::cout << std::setw(10) << "format" << std::setw(14) << "gradient" << std::setw(17)
             << "flush to zero" << std::setw(12) << "subnormal" << std::setw(12) << "saturated"
             << "relative error\n";
@@ -251,14 +323,19 @@ int run(const Options& options) {
       results.add(section, "relative_error", variant, stats.relative_error);
     }
   }
+  return bands;
+}
 
-  // Sweep: N = 2^8 .. 2^20. The std does not depend on D, so 64 columns keep it light.
+// Sweep section: weight-grad std for N = 2^8 .. 2^20. The std does not depend on D, so 64
+// columns keep it light.
+Sweep report_sweep(const Options& options, const at::Tensor& tokens, Results& results) {
   const int64_t sweep_dim = std::min<int64_t>(options.dim, 64);
-  std::vector<double> sweep_n, sweep_plain, sweep_unit;
+  Sweep sweep;
   std::cout << "\nsweep (D=" << sweep_dim << "): weight-grad std\n"
             << std::setw(12) << "N" << std::setw(16) << "plain (ATen)" << std::setw(14)
             << "unit-scaled"
             << "sqrt(N/V)\n";
+  const at::ScalarType dtype = dtype_of(options.dtype);
   const at::Tensor sweep_weight = at::randn({options.vocab, sweep_dim}).to(dtype);
   const int steps = 13;
   for (int step = 0; step < steps; ++step) {
@@ -267,61 +344,72 @@ int run(const Options& options) {
     const at::Tensor t = sweep_tokens(options, count, tokens);
     const Gradients s =
         run_both(t, sweep_weight, at::randn({count, sweep_dim}).to(dtype), options.padding_idx);
-    sweep_n.push_back(static_cast<double>(count));
-    sweep_plain.push_back(stddev(s.plain));
-    sweep_unit.push_back(stddev(s.unit_scaled));
-    results.add("sweep:" + std::to_string(count), "grad_std", "plain", sweep_plain.back());
-    results.add("sweep:" + std::to_string(count), "grad_std", "unit_scaled", sweep_unit.back());
+    sweep.n.push_back(static_cast<double>(count));
+    sweep.plain.push_back(stddev(s.plain));
+    sweep.unit.push_back(stddev(s.unit_scaled));
+    results.add("sweep:" + std::to_string(count), "grad_std", "plain", sweep.plain.back());
+    results.add("sweep:" + std::to_string(count), "grad_std", "unit_scaled", sweep.unit.back());
   }
   progress(steps, steps);
-  for (size_t i = 0; i < sweep_n.size(); ++i) {
-    std::cout << std::setw(12) << static_cast<int64_t>(sweep_n[i]) << std::setw(16)
-              << fixed(sweep_plain[i]) << std::setw(14) << fixed(sweep_unit[i])
-              << fixed(std::sqrt(sweep_n[i] / options.vocab)) << "\n";
+  for (size_t i = 0; i < sweep.n.size(); ++i) {
+    std::cout << std::setw(12) << static_cast<int64_t>(sweep.n[i]) << std::setw(16)
+              << fixed(sweep.plain[i]) << std::setw(14) << fixed(sweep.unit[i])
+              << fixed(std::sqrt(sweep.n[i] / options.vocab)) << "\n";
   }
+  return sweep;
+}
 
-  // Outputs: written under temporary names, renamed once everything succeeded.
-  make_directories(out_dir);
-  std::vector<std::pair<std::string, std::string>> pending;
-  const auto temporary = [&](const std::string& name) {
-    const std::string final_path = out_dir + "/" + name;
-    const std::string temp_path = out_dir + "/." + name + ".tmp";
-    pending.emplace_back(temp_path, final_path);
-    return temp_path;
+// The figures: a histogram of log2|gradient| in quarter-octave bins, and the sweep.
+void write_figures(const Options& options, const Gradients& g, const std::vector<FormatBand>& bands,
+                   const Sweep& sweep, PendingFiles& files) {
+  const auto log2_abs = [](const at::Tensor& grad) {
+    const at::Tensor x = grad.to(at::kDouble).reshape({-1});
+    return x.masked_select(x.ne(0)).abs().log2();
   };
+  const at::Tensor lp = log2_abs(g.plain), lu = log2_abs(g.unit_scaled);
+  const double lo = std::floor(std::min(lp.min().item<double>(), lu.min().item<double>()));
+  const double hi = std::ceil(std::max(lp.max().item<double>(), lu.max().item<double>()));
+  const int64_t bins = std::max<int64_t>(1, static_cast<int64_t>((hi - lo) * 4));
+  const auto fractions = [&](const at::Tensor& values) {
+    const at::Tensor h = at::histc(values, bins, lo, hi) / static_cast<double>(values.numel());
+    return std::vector<double>(h.data_ptr<double>(), h.data_ptr<double>() + bins);
+  };
+  std::vector<double> centers;
+  for (int64_t b = 0; b < bins; ++b) centers.push_back(lo + (b + 0.5) * (hi - lo) / bins);
+  plot_histogram(files.path("histogram.png"), files.path("histogram.svg"), centers, fractions(lp),
+                 fractions(lu), bands, std::min(lo, -26.0), std::max(hi, 18.0));
+  plot_sweep(files.path("sweep.png"), files.path("sweep.svg"), sweep.n, sweep.plain, sweep.unit,
+             static_cast<double>(options.vocab));
+}
+
+// Writes report.csv (and the figures) under temporary names, renamed once everything succeeded.
+void write_outputs(const Options& options, const Results& results, const Gradients& g,
+                   const std::vector<FormatBand>& bands, const Sweep& sweep) {
+  make_directories(options.out);
+  PendingFiles files(options.out);
   try {
-    results.write(temporary("report.csv"));
-    if (options.plots) {
-      const auto log2_abs = [](const at::Tensor& grad) {
-        const at::Tensor x = grad.to(at::kDouble).reshape({-1});
-        return x.masked_select(x.ne(0)).abs().log2();
-      };
-      const at::Tensor lp = log2_abs(g.plain), lu = log2_abs(g.unit_scaled);
-      const double lo = std::floor(std::min(lp.min().item<double>(), lu.min().item<double>()));
-      const double hi = std::ceil(std::max(lp.max().item<double>(), lu.max().item<double>()));
-      const int64_t bins = std::max<int64_t>(1, static_cast<int64_t>((hi - lo) * 4));
-      const auto fractions = [&](const at::Tensor& values) {
-        const at::Tensor h = at::histc(values, bins, lo, hi) / static_cast<double>(values.numel());
-        return std::vector<double>(h.data_ptr<double>(), h.data_ptr<double>() + bins);
-      };
-      std::vector<double> centers;
-      for (int64_t b = 0; b < bins; ++b) centers.push_back(lo + (b + 0.5) * (hi - lo) / bins);
-      plot_histogram(temporary("histogram.png"), temporary("histogram.svg"), centers, fractions(lp),
-                     fractions(lu), bands, std::min(lo, -26.0), std::max(hi, 18.0));
-      plot_sweep(temporary("sweep.png"), temporary("sweep.svg"), sweep_n, sweep_plain, sweep_unit,
-                 static_cast<double>(options.vocab));
-    }
+    results.write(files.path("report.csv"));
+    if (options.plots) write_figures(options, g, bands, sweep, files);
   } catch (...) {
-    for (const auto& [temp_path, final_path] : pending) std::remove(temp_path.c_str());
+    files.discard();
     throw;
   }
-  for (const auto& [temp_path, final_path] : pending) {
-    if (std::rename(temp_path.c_str(), final_path.c_str()) != 0) {
-      throw std::runtime_error("cannot rename " + temp_path);
-    }
-  }
-  std::cout << "\nwrote " << out_dir << "/report.csv"
+  files.commit();
+  std::cout << "\nwrote " << options.out << "/report.csv"
             << (options.plots ? ", histogram.{png,svg}, sweep.{png,svg}" : "") << "\n";
+}
+
+// The report: its sections in order, then the outputs.
+int run(const Options& options) {
+  const at::Tensor tokens = prepare(options);
+  Results results;
+  report_config(options, results);
+  const MainRun main_run = compute_main_run(options, tokens);
+  report_summary(options, main_run, results);
+  report_optimizer_step(options, main_run, results);
+  const std::vector<FormatBand> bands = report_formats(options, main_run.grads, results);
+  const Sweep sweep = report_sweep(options, tokens, results);
+  write_outputs(options, results, main_run.grads, bands, sweep);
   return 0;
 }
 

@@ -4,9 +4,12 @@
 // clone() is a deep copy that keeps requires_grad, also for a module built from a given table.
 //
 // Example:
-//   unit_scaling::nn::Embedding embed(unit_scaling::nn::EmbeddingOptions(50257,
-//   768).padding_idx(0)); auto x = embed(tokens);                     // (B, T, 768) auto frozen =
-//   unit_scaling::nn::Embedding::from_pretrained(table);
+// clang-format off
+//   using unit_scaling::nn::Embedding;
+//   Embedding embed(unit_scaling::nn::EmbeddingOptions(50257, 768).padding_idx(0));
+//   auto x = embed(tokens);                            // (B, T, 768)
+//   auto frozen = Embedding::from_pretrained(table);   // requires_grad = false
+// clang-format on
 #pragma once
 
 #include <torch/nn/cloneable.h>
