@@ -8,6 +8,8 @@
 #include <limits>
 #include <sstream>
 
+#include "unit_scale.h"
+
 namespace unit_scaling::detail {
 namespace {
 
@@ -136,27 +138,71 @@ void check_backward_tensors(const at::Tensor& grad_output, const at::Tensor& inp
   check_product_fits(num_weights, grad_output.sym_size(-1), "the weight gradient");
 }
 
-int64_t check_lookup_arguments(const at::Tensor& input, const at::Tensor& weight,
-                               std::optional<int64_t> padding_idx, double token_multiplier,
-                               std::optional<int64_t> num_tokens) {
-  check_input_and_weight(input, weight);
-  check_token_count(token_multiplier, num_tokens);
-  return padding_row(padding_idx, weight.size(0));
+void check_padding_idx(const std::optional<c10::SymInt>& padding_idx, const c10::SymInt& num_rows) {
+  if (!padding_idx) return;
+  const auto idx = padding_idx->maybe_as_int();
+  const auto rows = num_rows.maybe_as_int();
+  if (idx && rows) padding_row(*idx, *rows);
 }
 
-int64_t check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
-                                 int64_t num_weights, std::optional<int64_t> padding_idx,
-                                 double token_multiplier, std::optional<int64_t> num_tokens) {
+void check_unit_scale(const c10::SymInt& num_rows, const c10::SymInt& count,
+                      double token_multiplier, const std::optional<c10::SymInt>& num_tokens,
+                      at::ScalarType dtype) {
+  const auto rows = num_rows.maybe_as_int();
+  const auto n = count.maybe_as_int();
+  std::optional<int64_t> tokens;
+  if (num_tokens) {
+    tokens = num_tokens->maybe_as_int();
+    if (!tokens) return;
+  }
+  if (!rows || !n || *rows == 0 || *n == 0) return;
+  const double scale = unit_scale(*rows, *n, token_multiplier, tokens);
+  const bool is_double = dtype == at::kDouble;
+  const double smallest = is_double ? std::numeric_limits<double>::min()
+                                    : static_cast<double>(std::numeric_limits<float>::min());
+  const double largest = is_double ? std::numeric_limits<double>::max()
+                                   : static_cast<double>(std::numeric_limits<float>::max());
+  TORCH_CHECK_VALUE(scale >= smallest && scale <= largest, kOp,
+                    "the unit scale sqrt(V / N_eff) = ", scale, " (V = ", *rows, ", N = ", *n,
+                    ", token_multiplier=", token_multiplier,
+                    tokens ? ", num_tokens=" + std::to_string(*tokens) : std::string(),
+                    ") is outside the normal range [", smallest, ", ", largest, "] of ",
+                    is_double ? "float64" : "float32",
+                    ", the gradient's accumulation type: the token count is implausible");
+}
+
+void check_lookup_arguments(const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<c10::SymInt>& padding_idx, double token_multiplier,
+                            const std::optional<c10::SymInt>& num_tokens) {
+  check_input_and_weight(input, weight);
+  check_token_count(token_multiplier, num_tokens);
+  check_padding_idx(padding_idx, weight.sym_size(0));
+  check_unit_scale(weight.sym_size(0), input.sym_numel(), token_multiplier, num_tokens,
+                   weight.scalar_type());
+}
+
+void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
+                              const c10::SymInt& num_weights,
+                              const std::optional<c10::SymInt>& padding_idx,
+                              double token_multiplier,
+                              const std::optional<c10::SymInt>& num_tokens) {
   check_backward_tensors(grad_output, input, num_weights);
   check_token_count(token_multiplier, num_tokens);
-  return padding_row(padding_idx, num_weights);
+  check_padding_idx(padding_idx, num_weights);
+  check_unit_scale(num_weights, input.sym_numel(), token_multiplier, num_tokens,
+                   grad_output.scalar_type());
 }
 
 void check_scaled_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
-                                     int64_t num_weights, int64_t padding_row, double scale) {
+                                     const c10::SymInt& num_weights, const c10::SymInt& padding_row,
+                                     double scale) {
   check_backward_tensors(grad_output, input, num_weights);
-  TORCH_CHECK_VALUE(padding_row >= -1 && padding_row < num_weights, kOp,
-                    "padding_row=", padding_row, " must be -1 (none) or in [0, ", num_weights, ")");
+  const auto row = padding_row.maybe_as_int();
+  const auto rows = num_weights.maybe_as_int();
+  if (row && rows) {
+    TORCH_CHECK_VALUE(*row >= -1 && *row < *rows, kOp, "padding_row=", *row,
+                      " must be -1 (none) or in [0, ", *rows, ")");
+  }
   TORCH_CHECK_VALUE(std::isfinite(scale), kOp, "scale must be finite, got scale=", scale);
 }
 
@@ -172,7 +218,10 @@ void check_renorm_arguments(const at::Tensor& weight, const at::Tensor& input, d
 void check_writable_without_overlap(const at::Tensor& weight) {
   std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size) of dims with size > 1
   for (int64_t d = 0; d < weight.dim(); ++d) {
-    if (weight.size(d) > 1) dims.emplace_back(weight.stride(d), weight.size(d));
+    const auto size = weight.sym_size(d).maybe_as_int();
+    const auto stride = weight.sym_stride(d).maybe_as_int();
+    if (!size || !stride) return;  // symbolic: checked when the operator runs
+    if (*size > 1) dims.emplace_back(*stride, *size);
   }
   std::sort(dims.begin(), dims.end());
   int64_t extent = 1;  // elements spanned by the dims so far
@@ -182,19 +231,27 @@ void check_writable_without_overlap(const at::Tensor& weight) {
     extent = stride * size;
   }
   TORCH_CHECK_VALUE(distinct, kOp, "max_norm renormalises weight in place, but weight (shape ",
-                    weight.sizes(), ", strides ", weight.strides(),
+                    weight.sym_sizes(), ", strides ", weight.sym_strides(),
                     ") may have several elements sharing memory");
 }
 
-void check_token_count(double token_multiplier, std::optional<int64_t> num_tokens) {
+void check_token_count(double token_multiplier, const std::optional<c10::SymInt>& num_tokens) {
   TORCH_CHECK_VALUE(
       std::isfinite(token_multiplier) && token_multiplier > 0, kOp,
       "token_multiplier must be finite and > 0, got token_multiplier=", token_multiplier);
   if (!num_tokens) return;
-  TORCH_CHECK_VALUE(*num_tokens > 0, kOp, "num_tokens must be > 0, got num_tokens=", *num_tokens);
+  if (const auto tokens = num_tokens->maybe_as_int()) {
+    TORCH_CHECK_VALUE(*tokens > 0, kOp, "num_tokens must be > 0, got num_tokens=", *tokens);
+  }
   TORCH_CHECK_VALUE(token_multiplier == 1.0, kOp,
                     "give num_tokens or token_multiplier, not both (got num_tokens=", *num_tokens,
                     ", token_multiplier=", token_multiplier, ")");
+}
+
+void check_token_count(double token_multiplier, std::optional<int64_t> num_tokens) {
+  std::optional<c10::SymInt> tokens;
+  if (num_tokens) tokens = c10::SymInt(*num_tokens);
+  check_token_count(token_multiplier, tokens);
 }
 
 void check_scale_arguments(const at::Tensor& x, double scale, const char* op) {

@@ -5,6 +5,8 @@
 // The checks read only metadata (dtype, layout, sizes, devices) and accept symbolic sizes
 // (FakeTensor / torch.compile); the index values are checked by each backend (its entry points
 // or its kernels, backends/entry_points.h), which reports a bad one with throw_if_bad_index.
+// Every message starts with "unit_scaling <entry>: ", <entry> being what the user called
+// (embedding, Embedding, VocabParallelEmbedding, scale_fwd, scale_bwd).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -42,24 +44,44 @@ void check_input_and_weight(const at::Tensor& input, const at::Tensor& weight);
 void check_backward_tensors(const at::Tensor& grad_output, const at::Tensor& input,
                             const c10::SymInt& num_weights);
 
-// Everything each operator checks before it runs (concrete sizes); index values excepted.
-// The lookup and backward return the wrapped padding row (-1 for none).
-int64_t check_lookup_arguments(const at::Tensor& input, const at::Tensor& weight,
-                               std::optional<int64_t> padding_idx, double token_multiplier,
-                               std::optional<int64_t> num_tokens);
-int64_t check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
-                                 int64_t num_weights, std::optional<int64_t> padding_idx,
-                                 double token_multiplier, std::optional<int64_t> num_tokens);
+// Everything each operator checks before it runs, index values excepted. Every kernel of the
+// operator calls the same function first -- Autograd, Meta (FakeTensor tracing under
+// torch.compile) and each backend's entry point -- so tracing rejects what eager rejects. A
+// check that needs a symbolic size is made when the size is concrete; the operator running on
+// real tensors always makes it.
+void check_lookup_arguments(const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<c10::SymInt>& padding_idx, double token_multiplier,
+                            const std::optional<c10::SymInt>& num_tokens);
+void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
+                              const c10::SymInt& num_weights,
+                              const std::optional<c10::SymInt>& padding_idx,
+                              double token_multiplier,
+                              const std::optional<c10::SymInt>& num_tokens);
 void check_scaled_backward_arguments(const at::Tensor& grad_output, const at::Tensor& input,
-                                     int64_t num_weights, int64_t padding_row, double scale);
+                                     const c10::SymInt& num_weights, const c10::SymInt& padding_row,
+                                     double scale);
 void check_renorm_arguments(const at::Tensor& weight, const at::Tensor& input, double max_norm,
                             double norm_type);
 
+// ValueError unless -num_rows <= padding_idx < num_rows (when both are concrete).
+void check_padding_idx(const std::optional<c10::SymInt>& padding_idx, const c10::SymInt& num_rows);
+
+// ValueError unless the unit scale sqrt(num_rows / N_eff) of a call with `count` lookups is a
+// normal number of the gradient's accumulation type (float64 for double `dtype`, else
+// float32), so that scaling neither overflows to inf nor flushes the gradient to zero; a call
+// without lookups or rows scales nothing and passes. Checked when the sizes are concrete.
+void check_unit_scale(const c10::SymInt& num_rows, const c10::SymInt& count,
+                      double token_multiplier, const std::optional<c10::SymInt>& num_tokens,
+                      at::ScalarType dtype);
+
 // ValueError unless weight's elements provably occupy distinct memory (max_norm writes rows in
-// parallel); at::has_internal_overlap answers "too hard" for some overlapping layouts.
+// parallel); at::has_internal_overlap answers "too hard" for some overlapping layouts. Checked
+// when sizes and strides are concrete.
 void check_writable_without_overlap(const at::Tensor& weight);
 
-// token_multiplier finite and > 0, num_tokens > 0, not both set (docs/SCALING.md).
+// token_multiplier finite and > 0, num_tokens > 0 (when concrete), not both set
+// (docs/SCALING.md).
+void check_token_count(double token_multiplier, const std::optional<c10::SymInt>& num_tokens);
 void check_token_count(double token_multiplier, std::optional<int64_t> num_tokens);
 
 // A finite scale for scale_fwd / scale_bwd, and a defined tensor.

@@ -17,11 +17,12 @@ c10::TypedOperatorHandle<Signature> find_operator(const char* name) {
 // The last two arguments of embedding, lookup and backward: token_multiplier, num_tokens.
 using EmbeddingSignature = at::Tensor(const at::Tensor&, const at::Tensor&,
                                       std::optional<c10::SymInt>, std::optional<double>, double,
-                                      bool, bool, double, std::optional<int64_t>);
+                                      bool, bool, double, std::optional<c10::SymInt>);
 using LookupSignature = at::Tensor(const at::Tensor&, const at::Tensor&, std::optional<c10::SymInt>,
-                                   double, std::optional<int64_t>);
+                                   double, std::optional<c10::SymInt>);
 using BackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymInt,
-                                     std::optional<c10::SymInt>, double, std::optional<int64_t>);
+                                     std::optional<c10::SymInt>, double,
+                                     std::optional<c10::SymInt>);
 using ScaledBackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymInt,
                                            c10::SymInt, double);
 using RenormSignature = void(const at::Tensor&, const at::Tensor&, double, double);

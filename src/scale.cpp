@@ -58,10 +58,13 @@ class ScaleBackwardOnly : public torch::autograd::Function<ScaleBackwardOnly> {
   }
 };
 
+// The checks come first in every kernel, so each way in raises the same error.
 at::Tensor scale_fwd_autograd(const at::Tensor& x, double scale) {
+  detail::check_scale_arguments(x, scale, "scale_fwd");
   return ScaleForwardOnly::apply(x, scale);
 }
 at::Tensor scale_bwd_autograd(const at::Tensor& x, double scale) {
+  detail::check_scale_arguments(x, scale, "scale_bwd");
   return ScaleBackwardOnly::apply(x, scale);
 }
 

@@ -15,33 +15,31 @@
 #include <torch/library.h>
 
 #include "embedding_checks.h"
+#include "index_error_scope.h"
 #include "operators.h"
 
 namespace unit_scaling::detail {
 namespace {
 
 // Runs on FakeTensors too (torch.compile decomposes this op): only metadata is read, and sizes
-// stay symbolic. V is made concrete only when padding_idx needs a range check and a wrap;
-// the token count and the batch shape are never guarded on.
+// stay symbolic -- no guard on V, the batch shape or num_tokens. padding_idx goes to the lookup
+// as given (it wraps a negative one itself).
 at::Tensor embedding_composite(const at::Tensor& input, const at::Tensor& weight,
                                std::optional<c10::SymInt> padding_idx,
                                std::optional<double> max_norm, double norm_type,
                                bool scale_grad_by_freq, bool sparse, double token_multiplier,
-                               std::optional<int64_t> num_tokens) {
-  check_input_and_weight(input, weight);
-  check_token_count(token_multiplier, num_tokens);
+                               std::optional<c10::SymInt> num_tokens) {
+  check_lookup_arguments(input, weight, padding_idx, token_multiplier, num_tokens);
   check_options(EmbeddingFuncOptions()
                     .max_norm(max_norm)
                     .norm_type(norm_type)
                     .scale_grad_by_freq(scale_grad_by_freq)
                     .sparse(sparse));
-  std::optional<c10::SymInt> row;
-  if (padding_idx) {
-    const int64_t num_rows = weight.sym_size(0).guard_int(__FILE__, __LINE__);
-    row = c10::SymInt(padding_row(padding_idx->guard_int(__FILE__, __LINE__), num_rows));
+  if (max_norm) {
+    const LookupReportsIndexErrors the_lookup_below_reports;  // one read back on CUDA, not two
+    renorm_op().call(weight, input, *max_norm, norm_type);
   }
-  if (max_norm) renorm_op().call(weight, input, *max_norm, norm_type);
-  return lookup_op().call(input, weight, row, token_multiplier, num_tokens);
+  return lookup_op().call(input, weight, padding_idx, token_multiplier, num_tokens);
 }
 
 }  // namespace
@@ -51,13 +49,14 @@ TORCH_LIBRARY(unit_scaling, m) {
   m.def(
       "embedding(Tensor input, Tensor(a!) weight, SymInt? padding_idx=None, float? max_norm=None, "
       "float norm_type=2.0, bool scale_grad_by_freq=False, bool sparse=False, *, "
-      "float token_multiplier=1.0, int? num_tokens=None) -> Tensor");
+      "float token_multiplier=1.0, SymInt? num_tokens=None) -> Tensor");
   m.def(
       "embedding_lookup(Tensor input, Tensor weight, SymInt? padding_idx=None, *, "
-      "float token_multiplier=1.0, int? num_tokens=None) -> Tensor");
+      "float token_multiplier=1.0, SymInt? num_tokens=None) -> Tensor");
   m.def(
       "embedding_backward(Tensor grad_output, Tensor input, SymInt num_weights, "
-      "SymInt? padding_idx=None, *, float token_multiplier=1.0, int? num_tokens=None) -> Tensor");
+      "SymInt? padding_idx=None, *, float token_multiplier=1.0, SymInt? num_tokens=None) -> "
+      "Tensor");
   // Internal (vocab-parallel backward): an explicit scale and padding row, not differentiable.
   m.def(
       "_scaled_embedding_backward(Tensor grad_output, Tensor input, SymInt num_weights, "

@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 
 from . import _library  # noqa: F401
+from ._arguments import check_call
 
 __all__ = ["embedding", "scale_fwd", "scale_bwd"]
 
@@ -27,13 +28,16 @@ def embedding(
     are not supported by unit scaling and raise ``ValueError``). Differences from the reference
     library: ``max_norm`` renormalises ``weight`` in place (as documented), an empty ``input``
     gives a zero gradient, the gradient is accumulated in float32, and every argument and index
-    is checked before anything is written (``IndexError`` / ``ValueError`` / ``TypeError``).
+    is checked before anything is written (``IndexError`` / ``ValueError`` / ``TypeError``, a
+    wrongly typed option included).
 
     ``token_multiplier`` / ``num_tokens`` (keyword-only, an extension beyond the reference
     library, see docs/SCALING.md): the token count of the scale, ``sqrt(V / N_eff)`` with
     ``N_eff = num_tokens`` or ``input.numel() * token_multiplier``, for data parallelism and
     gradient accumulation. The default is the specification's ``N = input.numel()``.
     """
+    check_call(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+               token_multiplier, num_tokens)
     return torch.ops.unit_scaling.embedding(
         input,
         weight,

@@ -1,28 +1,16 @@
 """Module form, matching ``unit_scaling.Embedding``."""
-import math
 from typing import Any, Optional
 
 from torch import Tensor, nn
 
 from . import functional as F
-from ._parameter import tag_parameter
+from ._arguments import check_module
+from ._parameter import KeepsMupTags
 
 __all__ = ["Embedding"]
 
 
-def _check_token_count(token_multiplier: float, num_tokens: Optional[int]) -> None:
-    """The operator's own check, early (at construction), with its messages."""
-    if not (math.isfinite(token_multiplier) and token_multiplier > 0):
-        raise ValueError(
-            f"token_multiplier must be finite and > 0, got token_multiplier={token_multiplier}")
-    if num_tokens is not None:
-        if num_tokens <= 0:
-            raise ValueError(f"num_tokens must be > 0, got num_tokens={num_tokens}")
-        if token_multiplier != 1.0:
-            raise ValueError("give num_tokens or token_multiplier, not both")
-
-
-class Embedding(nn.Embedding):
+class Embedding(KeepsMupTags, nn.Embedding):
     """A unit-scaled ``nn.Embedding``: weight ~ N(0, 1), ``padding_idx`` row zeroed at
     construction, forward through :func:`unit_scaling_cpp.functional.embedding`.
 
@@ -31,8 +19,14 @@ class Embedding(nn.Embedding):
     at construction, rather than at the first forward.
 
     The weight is a plain ``nn.Parameter`` tagged with the reference library's u-μP metadata
-    (``mup_type="weight"``, ``mup_scaling_depth=None``), so ``unit_scaling.optim`` accepts it;
-    the tags survive ``deepcopy``, pickling and ``torch.save`` / ``torch.load``.
+    (``mup_type="weight"``, ``mup_scaling_depth=None``), so ``unit_scaling.optim`` accepts it.
+    The module keeps the tags on whatever parameter torch puts in its place (``deepcopy``,
+    pickling, ``torch.save`` / ``torch.load``, ``fully_shard``, ``parallelize_module``,
+    ``load_state_dict(assign=True)``, ``.to()`` with or without swapping; see ``_parameter.py``).
+
+    Under DTensor (``parallelize_module``, e.g. torchtitan's ``RowwiseParallel`` plan) the
+    operators follow the rules of ``_dtensor.py``: a vocabulary-sharded, column-sharded or
+    replicated table, with the unit scale of the global table and token count.
     """
 
     def __init__(
@@ -52,9 +46,8 @@ class Embedding(nn.Embedding):
         token_multiplier: float = 1.0,
         num_tokens: Optional[int] = None,
     ) -> None:
-        for name, value in (("scale_grad_by_freq", scale_grad_by_freq), ("sparse", sparse)):
-            if value:
-                raise ValueError(f"{name}=True is not supported by unit scaling")
+        check_module(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
+                     scale_grad_by_freq, sparse, token_multiplier, num_tokens)
         super().__init__(
             num_embeddings,
             embedding_dim,
@@ -68,12 +61,24 @@ class Embedding(nn.Embedding):
             device=device,
             dtype=dtype,
         )
-        tag_parameter(self.weight, "weight")
-        _check_token_count(token_multiplier, num_tokens)
+        self._keep_mup_tags({"weight": ("weight", None)})
         # The token count of the gradient's scale (docs/SCALING.md); plain attributes, so they
         # may be changed between steps (a constant multiplier causes no recompilation).
         self.token_multiplier = token_multiplier
         self.num_tokens = num_tokens
+
+    @classmethod
+    def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, *options: Any,
+                        **keyword_options: Any) -> "Embedding":
+        """A module around ``embeddings`` (2-D, used as is: the padding row is not zeroed),
+        frozen unless ``freeze=False``. The other arguments are the constructor's, in its order
+        (``padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse``, then keyword-only
+        ``token_multiplier``, ``num_tokens``), as in ``torch.nn.Embedding.from_pretrained``."""
+        if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
+            raise ValueError("unit_scaling Embedding: from_pretrained's embeddings must be a 2-D "
+                             f"Tensor, got {getattr(embeddings, 'shape', type(embeddings).__name__)}")
+        return cls(*embeddings.shape, *options, _weight=embeddings, _freeze=freeze,
+                   **keyword_options)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.embedding(

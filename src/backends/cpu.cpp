@@ -16,8 +16,8 @@ namespace unit_scaling::detail {
 namespace {
 
 struct CpuBackend {
-  // The backward's counting sort reads every index once and validates them in the same pass;
-  // the gather and the renorm leave the check to the entry point (first_bad_index).
+  // The backward validates the indices itself (before it allocates anything sized by V); the
+  // gather and the renorm leave the check to the entry point (first_bad_index).
   static constexpr IndexChecks kChecksIndices{/*gather=*/false, /*scaled_backward=*/true,
                                               /*renorm_rows=*/false};
 
@@ -33,16 +33,18 @@ struct CpuBackend {
     return out;
   }
 
+  // Validates the indices, then allocates the gradient, then the counting sort's V + 1
+  // counters (none for a zero-width gradient): nothing sized by num_weights is allocated
+  // before the indices are known to be valid.
   static at::Tensor scaled_backward(const at::Tensor& grad_output, const at::Tensor& indices,
                                     int64_t num_weights, int64_t padding_row, double scale) {
-    kernels::RowGroups groups;
-    throw_if_bad_index(
-        indices,
-        kernels::group_positions_by_row(index_array(indices), num_weights, padding_row, groups),
-        num_weights);
-    const at::Tensor grad = grad_output.contiguous();
+    throw_if_bad_index(indices, first_bad_index(indices, num_weights), num_weights);
     const int64_t dim = grad_output.size(-1);
     at::Tensor grad_weight = empty_output({num_weights, dim}, grad_output.options());
+    if (dim == 0) return grad_weight;
+    kernels::RowGroups groups;
+    kernels::group_positions_by_row(index_array(indices), num_weights, padding_row, groups);
+    const at::Tensor grad = grad_output.contiguous();
     kernels::write_scaled_gradient(kernel_dtype(grad.scalar_type()), groups, grad.const_data_ptr(),
                                    dim, scale, grad_weight.mutable_data_ptr(), aten_executor());
     return grad_weight;

@@ -62,8 +62,9 @@ struct EntryPoints {
   static at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& input,
                              int64_t num_weights, std::optional<int64_t> padding_idx,
                              double token_multiplier, std::optional<int64_t> num_tokens) {
-    const int64_t padding = check_backward_arguments(grad_output, input, num_weights, padding_idx,
-                                                     token_multiplier, num_tokens);
+    check_backward_arguments(grad_output, input, num_weights, padding_idx, token_multiplier,
+                             num_tokens);
+    const int64_t padding = padding_row(padding_idx, num_weights);
     return scaled_gradient(grad_output, input, num_weights, padding,
                            unit_scale(num_weights, input.numel(), token_multiplier, num_tokens));
   }

@@ -155,6 +155,8 @@ at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
     detail::check_input_and_weight(input, weight);
     detail::check_token_count(options.grad_scale.token_multiplier(),
                               options.grad_scale.num_tokens());
+    detail::check_unit_scale(num_rows, input.numel(), options.grad_scale.token_multiplier(),
+                             options.grad_scale.num_tokens(), weight.scalar_type());
     padding_row = detail::check_settings(detail::func_options_of(options.embedding), num_rows);
     // The index check against the global V is the backend's own: a lookup into a zero-width
     // table of V rows reads nothing but validates every index (IndexError naming it).

@@ -241,3 +241,62 @@ def test_bad_optimizer_step_options(tmp_path, args):
     result = run(*args, "--out", out)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+# One number grammar for every numeric option: integers are an optional '-' then digits; the
+# zipf exponent a plain decimal (fraction, exponent). No whitespace, '+', hex, inf or nan.
+INTEGER_OPTIONS = ["--vocab", "--dim", "--data-parallel", "--accumulation", "--padding-idx",
+                   "--seed", "--threads"]
+
+
+def assert_usage_error(tmp_path, args, message):
+    """Exit status 2, exactly `message` on one stderr line, nothing written."""
+    out = tmp_path / "out"
+    result = run(*args, "--out", out)
+    assert result.returncode == 2, result.stdout[-500:]
+    assert result.stderr == f"unit-scaling-report: {message}\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", INTEGER_OPTIONS)
+@pytest.mark.parametrize("value", [" 2", "+2", "2 ", "0x10", "1e3"])
+def test_integer_options_take_only_plain_digits(tmp_path, option, value):
+    assert_usage_error(tmp_path, [option, value], f"{option}: expected an integer, got '{value}'")
+
+
+@pytest.mark.parametrize("value", [" 2x4", "+2x4", "2x4 ", "2x 4", "2x+4", "1e1x4"])
+def test_token_counts_take_only_plain_digits(tmp_path, value):
+    part = next(p for p in value.split("x") if not p.isdigit())
+    assert_usage_error(tmp_path, ["--tokens", value],
+                       f"--tokens: expected an integer, got '{part}'")
+
+
+@pytest.mark.parametrize("value", [" 1.1", "+1.1", "1.1 ", "nan", "inf", "-inf", "0x1p0", "1e999"])
+def test_zipf_exponent_takes_only_plain_decimals(tmp_path, value):
+    assert_usage_error(tmp_path, ["--dist", f"zipf:{value}"],
+                       f"--dist: expected a number, got '{value}'")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--vocab", "1\n2"], "--vocab: expected an integer, got '1\\n2'"),
+    (["--dist", "zipf:1.1\r\n"], "--dist: expected a number, got '1.1\\r\\n'"),
+    (["--dtype", "float\x1b[31m"],
+     "--dtype: expected float32, float64, bfloat16 or float16, got 'float\\x1b[31m'"),
+    (["--bo\ngus"], "unknown option '--bo\\ngus' (see --help)"),
+])
+def test_echoed_control_characters_are_escaped(tmp_path, args, message):
+    assert_usage_error(tmp_path, args, message)
+
+
+def test_valid_numbers_still_work(tmp_path):
+    out = tmp_path / "out"
+    result = run("--vocab", "100", "--dim", "4", "--tokens", "2x16", "--padding-idx", "-1",
+                 "--seed", "0", "--threads", "1", "--data-parallel", "2", "--accumulation", "2",
+                 "--dist", "zipf:15e-1", "--formats", "e4m3", "--no-plots", "--out", out)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)
+    assert rows[("config", "padding_idx", "")] == "-1"
+    assert rows[("config", "dist", "")] == "zipf:1.5"
+    assert rows[("config", "tokens", "")] == "2x16"
+    assert rows[("config", "threads", "")] == "1"
+    assert rows[("config", "data_parallel", "")] == "2"

@@ -1,6 +1,8 @@
 #include "unit_scaling_report/options.h"
 
+#include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <sstream>
 
@@ -10,30 +12,55 @@ namespace {
 const std::vector<std::string> kKnownFormats{"float16", "bfloat16", "e4m3", "e5m2"};
 const std::vector<std::string> kKnownDtypes{"float32", "float64", "bfloat16", "float16"};
 
-// Parses all of `text` with `convert` (std::stoll / std::stod style); UsageError otherwise.
-template <typename T, typename Convert>
-T parse_whole(const std::string& option, const std::string& text, const char* expected,
-              Convert convert) {
-  size_t used = 0;
-  T value{};
-  try {
-    value = convert(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size()) {
-    throw UsageError(option + ": expected " + expected + ", got '" + text + "'");
-  }
-  return value;
-}
-
 constexpr int64_t kMaxThreads = 4096;
 constexpr int64_t kMaxMicroBatches = 4096;
 
+// The one number grammar of every numeric option, applied to the whole value:
+//   integer  -?[0-9]+
+//   number   -?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?
+// No whitespace, leading '+', hex, inf or nan.
+
+// How many decimal digits start at `at`.
+size_t digits_at(const std::string& text, size_t at) {
+  size_t count = 0;
+  while (at + count < text.size() && text[at + count] >= '0' && text[at + count] <= '9') ++count;
+  return count;
+}
+
+size_t sign_length(const std::string& text) { return !text.empty() && text[0] == '-' ? 1 : 0; }
+
+bool is_integer(const std::string& text) {
+  const size_t sign = sign_length(text);
+  return text.size() > sign && digits_at(text, sign) == text.size() - sign;
+}
+
+bool is_number(const std::string& text) {
+  size_t at = sign_length(text);
+  const size_t whole = digits_at(text, at);
+  at += whole;
+  size_t fraction = 0;
+  if (at < text.size() && text[at] == '.') {
+    fraction = digits_at(text, ++at);
+    at += fraction;
+  }
+  if (whole + fraction == 0) return false;
+  if (at < text.size() && (text[at] == 'e' || text[at] == 'E')) {
+    ++at;
+    if (at < text.size() && (text[at] == '+' || text[at] == '-')) ++at;
+    const size_t exponent = digits_at(text, at);
+    if (exponent == 0) return false;
+    at += exponent;
+  }
+  return at == text.size();
+}
+
 int64_t parse_integer(const std::string& option, const std::string& text) {
-  return parse_whole<int64_t>(option, text, "an integer", [](const std::string& t, size_t* used) {
-    return std::stoll(t, used);
-  });
+  int64_t value = 0;
+  const char* end = text.data() + text.size();
+  if (!is_integer(text) || std::from_chars(text.data(), end, value).ec != std::errc{}) {
+    throw UsageError(option + ": expected an integer, got '" + text + "'");
+  }
+  return value;
 }
 
 int64_t parse_positive(const std::string& option, const std::string& text) {
@@ -42,11 +69,14 @@ int64_t parse_positive(const std::string& option, const std::string& text) {
   return value;
 }
 
+// A finite number: strtod reads all of a value that fits the grammar (the tool keeps the "C"
+// locale); beyond double's range it gives inf, refused too.
 double parse_number(const std::string& option, const std::string& text) {
-  const double value =
-      parse_whole<double>(option, text, "a number",
-                          [](const std::string& t, size_t* used) { return std::stod(t, used); });
-  if (!std::isfinite(value)) throw UsageError(option + ": expected a number, got '" + text + "'");
+  const bool valid = is_number(text);
+  const double value = valid ? std::strtod(text.c_str(), nullptr) : 0.0;
+  if (!valid || !std::isfinite(value)) {
+    throw UsageError(option + ": expected a number, got '" + text + "'");
+  }
   return value;
 }
 
@@ -65,7 +95,30 @@ bool contains(const std::vector<std::string>& list, const std::string& item) {
   return false;
 }
 
+// Control characters, e.g. a newline, as C escapes (\n, \x1b): the message stays one line.
+std::string escape_control(const std::string& text) {
+  std::string escaped;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte != 0x7f) {
+      escaped += c;
+    } else if (c == '\n') {
+      escaped += "\\n";
+    } else if (c == '\r') {
+      escaped += "\\r";
+    } else if (c == '\t') {
+      escaped += "\\t";
+    } else {
+      const char* hex = "0123456789abcdef";
+      escaped += {'\\', 'x', hex[byte >> 4], hex[byte & 15]};
+    }
+  }
+  return escaped;
+}
+
 }  // namespace
+
+UsageError::UsageError(const std::string& message) : std::runtime_error(escape_control(message)) {}
 
 std::string Options::distribution_name() const {
   switch (distribution) {

@@ -11,8 +11,9 @@
 namespace unit_scaling::report {
 
 // A bad command line: the message is printed as one line and the tool exits with status 2.
+// Control characters in it (from an echoed value) are escaped, e.g. a newline as \n.
 struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit UsageError(const std::string& message);
 };
 
 enum class Distribution { kUniform, kZipf, kFile };

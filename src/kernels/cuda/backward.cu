@@ -302,6 +302,7 @@ cudaError_t run(DType dtype, IndexArray indices, int64_t num_rows, int64_t paddi
 }  // namespace
 
 size_t backward_workspace_bytes(DType dtype, int64_t count, int64_t num_rows, int64_t dim) {
+  if (count == 0 || num_rows == 0 || dim == 0) return 0;  // nothing to sort or sum
   const size_t acc_bytes = dtype == DType::kFloat64 ? 8 : 4;
   if (narrow_keys(count, num_rows))
     return layout_for<uint32_t>(acc_bytes, count, num_rows, dim).total;

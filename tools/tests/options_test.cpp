@@ -1,0 +1,80 @@
+// The report's command line: one strict number grammar for every numeric option, and usage
+// errors that stay one line whatever value they echo.
+#include "unit_scaling_report/options.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace report = unit_scaling::report;
+
+namespace {
+
+// The UsageError message for `args`, or "" when they parse.
+std::string usage_error(const std::vector<std::string>& args) {
+  try {
+    report::parse_options(args);
+  } catch (const report::UsageError& error) {
+    return error.what();
+  }
+  return "";
+}
+
+const std::vector<std::string> kIntegerOptions{"--vocab",        "--dim",  "--data-parallel",
+                                               "--accumulation", "--seed", "--threads",
+                                               "--padding-idx"};
+
+TEST(Options, IntegersAreOptionalMinusThenDigits) {
+  for (const auto& option : kIntegerOptions) {
+    for (const std::string bad : {" 2", "+2", "2 ", "0x10", "1e3", "2.0", "1 000", "-", "", "--2",
+                                  "99999999999999999999"}) {
+      EXPECT_EQ(usage_error({option, bad}), option + ": expected an integer, got '" + bad + "'")
+          << option << " '" << bad << "'";
+    }
+  }
+  const report::Options options = report::parse_options(
+      {"--vocab", "100", "--dim", "8", "--padding-idx", "-100", "--seed", "0", "--threads", "3",
+       "--data-parallel", "2", "--accumulation", "4", "--tokens", "2x16"});
+  EXPECT_EQ(options.vocab, 100);
+  EXPECT_EQ(options.dim, 8);
+  EXPECT_EQ(*options.padding_idx, -100);
+  EXPECT_EQ(options.seed, 0u);
+  EXPECT_EQ(*options.threads, 3);
+  EXPECT_EQ(options.data_parallel, 2);
+  EXPECT_EQ(options.accumulation, 4);
+  EXPECT_EQ(options.batch, 2);
+  EXPECT_EQ(options.sequence, 16);
+}
+
+TEST(Options, TokenCountsUseTheIntegerGrammar) {
+  for (const std::string bad : {" 2x4", "+2x4", "2x4 ", "2x 4", "2x+4", "1e1x4"}) {
+    EXPECT_NE(usage_error({"--tokens", bad}).find("--tokens: expected an integer"),
+              std::string::npos)
+        << bad;
+  }
+}
+
+TEST(Options, ZipfExponentIsAPlainDecimal) {
+  for (const std::string bad : {" 1.1", "+1.1", "1.1 ", "nan", "inf", "-inf", "infinity", "0x1p0",
+                                "1e", "1e+", ".", "", "1e999", "1,5"}) {
+    EXPECT_EQ(usage_error({"--dist", "zipf:" + bad}),
+              "--dist: expected a number, got '" + bad + "'")
+        << bad;
+  }
+  for (const auto& [text, value] : std::vector<std::pair<std::string, double>>{
+           {"1.1", 1.1}, {"2", 2.0}, {"1.", 1.0}, {".5", 0.5}, {"15e-1", 1.5}, {"1E+1", 10.0}}) {
+    EXPECT_EQ(report::parse_options({"--dist", "zipf:" + text}).zipf_exponent, value) << text;
+  }
+  EXPECT_EQ(usage_error({"--dist", "zipf:-1.5"}), "--dist: zipf exponent must be > 0, got -1.5");
+}
+
+TEST(Options, EchoedControlCharactersAreEscaped) {
+  EXPECT_EQ(usage_error({"--vocab", "1\n2"}), "--vocab: expected an integer, got '1\\n2'");
+  EXPECT_EQ(usage_error({"--dist", "zipf:1\r\x1b"}), "--dist: expected a number, got '1\\r\\x1b'");
+  EXPECT_EQ(usage_error({"--bo\x7fgus"}), "unknown option '--bo\\x7fgus' (see --help)");
+  EXPECT_EQ(usage_error({"--dtype", "caf\xc3\xa9"}),  // UTF-8 passes through
+            "--dtype: expected float32, float64, bfloat16 or float16, got 'caf\xc3\xa9'");
+}
+
+}  // namespace
