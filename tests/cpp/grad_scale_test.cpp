@@ -60,11 +60,12 @@ TEST_P(GradScale, MultiplierAndExplicitCountSetTheScale) {
 // backward: the gradient would otherwise be NaN (0 * inf) or silently zero.
 TEST_P(GradScale, UnrepresentableScaleIsAValueErrorAndChangesNothing) {
   const auto input = on_device(torch::tensor({0, 0}));
-  for (const auto& [dtype, multiplier] :
+  for (const auto& [dtype, m] :
        std::vector<std::pair<at::ScalarType, double>>{{at::kFloat, 1e-300},
                                                       {at::kBFloat16, 1e-300},
                                                       {at::kFloat, 1e300},
                                                       {at::kDouble, 5e-324}}) {
+    const double multiplier = m;  // a lambda may not capture a structured binding before C++20
     SCOPED_TRACE(std::string(c10::toString(dtype)) + " " + std::to_string(multiplier));
     auto weight = on_device((torch::randn({7, 3}) * 3).to(dtype));
     const auto before = weight.clone();
