@@ -17,7 +17,8 @@ UNIT_SCALING_API at::Tensor scale_fwd(const at::Tensor& x, double scale);
 // Differentiable again (the backward is linear), so double backward works.
 //
 // Example:
-//   auto w = unit_scaling::scale_bwd(weight, std::sqrt(V / N));  // w == weight, grad * s
+//   const double s = std::sqrt(static_cast<double>(V) / static_cast<double>(N));  // not V / N
+//   auto w = unit_scaling::scale_bwd(weight, s);  // w == weight, its gradient times s
 UNIT_SCALING_API at::Tensor scale_bwd(const at::Tensor& x, double scale);
 
 }  // namespace unit_scaling

@@ -6,5 +6,6 @@
 #include <unit_scaling/distributed/vocab_parallel_embedding.h>
 #include <unit_scaling/functional.h>
 #include <unit_scaling/grad_scale.h>
+#include <unit_scaling/index_check_policy.h>
 #include <unit_scaling/nn/embedding.h>
 #include <unit_scaling/scale.h>

@@ -2,6 +2,7 @@
 import csv
 import math
 import os
+import re
 import struct
 import subprocess
 from pathlib import Path
@@ -40,8 +41,10 @@ def test_small_run_writes_csv_and_figures(tmp_path):
     rows = read_csv(out)
     n, v = 1024, 4096
     assert abs(float(rows[("summary", "grad_std", "unit_scaled")]) - 1) < 0.1
+    # The default plain loss is a mean over the N tokens: grad_out = r / N.
     plain = float(rows[("summary", "grad_std", "plain")])
-    assert abs(plain / math.sqrt(n / v) - 1) < 0.1
+    assert abs(plain / (math.sqrt(n / v) / n) - 1) < 0.1
+    assert rows[("config", "plain_loss", "")] == "mean"
     assert float(rows[("summary", "scale", "")]) == pytest.approx(2.0)
     for fmt in ("float16", "bfloat16", "e4m3", "e5m2"):
         for item in ("flush_to_zero", "subnormal", "saturated", "relative_error"):
@@ -70,7 +73,8 @@ def test_help():
     result = run("--help")
     assert result.returncode == 0
     for option in ("--vocab", "--dim", "--tokens", "--dist", "--dtype", "--padding-idx", "--seed",
-                   "--threads", "--formats", "--out", "--no-plots", "--token-type"):
+                   "--threads", "--formats", "--out", "--no-plots", "--token-type",
+                   "--plain-loss"):
         assert option in result.stdout
 
 
@@ -114,6 +118,7 @@ BAD = [
     (["--vocab", "4611686018427387904", "--dim", "4"], "int64"),
     (["--threads", "4294967297"], "--threads"),
     (["--threads", "5000"], "--threads"),
+    (["--plain-loss", "none"], "--plain-loss"),
 ]
 
 
@@ -300,3 +305,47 @@ def test_valid_numbers_still_work(tmp_path):
     assert rows[("config", "tokens", "")] == "2x16"
     assert rows[("config", "threads", "")] == "1"
     assert rows[("config", "data_parallel", "")] == "2"
+
+
+def test_plain_loss_sum_gives_both_embeddings_the_same_grad_out(tmp_path):
+    out = tmp_path / "r"
+    result = run(*SMALL, "--no-plots", "--plain-loss", "sum", "--out", out)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)
+    n, v = 1024, 4096
+    plain = float(rows[("summary", "grad_std", "plain")])
+    unit = float(rows[("summary", "grad_std", "unit_scaled")])
+    assert abs(plain / math.sqrt(n / v) - 1) < 0.1
+    assert unit / plain == pytest.approx(math.sqrt(v / n), rel=1e-6)  # the scale, nothing else
+    assert "grad_out = r\n" in result.stdout and "grad_out = r/N" not in result.stdout
+
+
+def test_default_run_shows_the_point_and_is_what_the_readme_quotes(tmp_path):
+    """The main job's defaults: plain gradients (mean loss) leave FP8's range, unit-scaled ones
+    do not; README.md's report excerpt and the numbers in its prose are this run's output, and
+    the figures carry what the README says they show (docs/images/ are this run's PNGs)."""
+    out = tmp_path / "report"
+    result = run("--out", out, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)
+    assert rows[("headline", "format", "")] == "e4m3"
+    assert float(rows[("headline", "outside_normal_range", "plain")]) > 0.99
+    assert float(rows[("headline", "outside_normal_range", "unit_scaled")]) < 0.01
+    assert float(rows[("format:float16", "subnormal", "plain")]) > 0.2
+    assert float(rows[("format:bfloat16", "flush_to_zero", "plain")]) == 0
+    assert "what you are looking at" in result.stdout
+    readme = (REPO / "README.md").read_text()
+    excerpts = re.findall(r"```text\n(.*?)```", readme, re.S)
+    assert excerpts
+    for line in "".join(excerpts).splitlines():
+        assert line in result.stdout.splitlines(), f"README quotes a line the run does not print: {line!r}"
+    section = readme.split("**The scale report**")[1].split("## Many devices")[0]
+    prose = re.sub(r"```text\n.*?```", "", section, flags=re.S)
+    for number in re.findall(r"\b\d+\.\d{4}\b|\b\d\.\d\de-\d\d\b", prose):
+        assert number in result.stdout, f"README's {number} is not in the default run's output"
+    sweep = (out / "sweep.svg").read_text()
+    assert "D = 64" in sweep and "predicted for plain" in sweep
+    histogram = (out / "histogram.svg").read_text()
+    assert "left of this axis" in histogram and "bfloat16" in histogram
+    for name in ("histogram.png", "sweep.png"):
+        assert png_size(REPO / "docs" / "images" / name) == png_size(out / name)

@@ -67,12 +67,20 @@ struct Gradients {
   at::Tensor plain, unit_scaled, output;
 };
 
-// Plain: ATen's embedding and dense backward. Unit-scaled: our op, through autograd.
+// The factor on the plain embedding's grad_out: 1/N for a loss averaged over the N tokens (what
+// `reduction="mean"` sends back), 1 for a summed loss.
+double plain_factor(const Options& options, int64_t tokens) {
+  return options.plain_loss_mean ? 1.0 / static_cast<double>(tokens) : 1.0;
+}
+
+// Plain: ATen's dense backward of grad_out * plain_factor. Unit-scaled: our op, through autograd,
+// of grad_out itself (a unit-scaled model keeps grad_out at unit scale).
 Gradients run_both(const at::Tensor& tokens, const at::Tensor& weight, const at::Tensor& grad_out,
-                   std::optional<int64_t> padding_idx) {
+                   std::optional<int64_t> padding_idx, double plain_factor) {
   const int64_t padding = padding_idx ? (*padding_idx + weight.size(0)) % weight.size(0) : -1;
   Gradients g;
-  g.plain = at::embedding_dense_backward(grad_out, tokens, weight.size(0), padding, false);
+  g.plain =
+      at::embedding_dense_backward(grad_out * plain_factor, tokens, weight.size(0), padding, false);
   auto w = weight.detach().clone().requires_grad_();
   g.output = unit_scaling::functional::embedding(tokens, w, padding_idx);
   g.output.backward(grad_out);
@@ -91,6 +99,15 @@ void progress(int done, int total) {
 std::string fixed(double value, int precision = 4) {
   std::ostringstream text;
   text << std::fixed << std::setprecision(precision) << value;
+  return text.str();
+}
+
+// Four decimals, or three significant digits in scientific notation below 0.001 (the plain
+// gradient of a mean loss is ~1e-5).
+std::string number(double value) {
+  if (value == 0 || std::abs(value) >= 0.001 || !std::isfinite(value)) return fixed(value);
+  std::ostringstream text;
+  text << std::scientific << std::setprecision(2) << value;
   return text.str();
 }
 
@@ -124,6 +141,7 @@ struct MainRun {
 // The sweep's token counts and the weight-grad std of each variant at each count.
 struct Sweep {
   std::vector<double> n, plain, unit;
+  int64_t dim = 0;
 };
 
 // Output files written under temporary names, renamed into place once all of them succeeded.
@@ -188,7 +206,16 @@ void report_config(const Options& options, Results& results) {
             << " tokens=" << options.batch << "x" << options.sequence << " (N=" << n
             << ") dist=" << options.distribution_name() << " dtype=" << options.dtype
             << " seed=" << options.seed << " threads=" << torch::get_num_threads() << "\n"
-            << "scale sqrt(V/N) = " << fixed(scale) << "\n\n";
+            << "scale sqrt(V/N) = " << fixed(scale) << "\n"
+            << "what you are looking at: the weight gradient each setup hands the optimizer "
+               "(r ~ N(0,1) stands for the rest of the model's backward)\n"
+            << "  plain:       ATen's embedding, "
+            << (options.plain_loss_mean
+                    ? "loss averaged over the N tokens (PyTorch's default): grad_out = r/N\n"
+                    : "loss summed over the tokens (--plain-loss sum): grad_out = r\n")
+            << "  unit-scaled: this library's embedding in a unit-scaled model (its losses keep "
+               "grad_out at unit scale): grad_out = r\n\n";
+  results.add_text("config", "plain_loss", options.plain_loss_mean ? "mean" : "sum");
   results.add("summary", "scale", "", scale);
 }
 
@@ -199,7 +226,8 @@ MainRun compute_main_run(const Options& options, const at::Tensor& tokens) {
   main_run.tokens = tokens;
   main_run.weight = at::randn({options.vocab, options.dim}).to(dtype);
   main_run.grad_out = at::randn({options.batch, options.sequence, options.dim}).to(dtype);
-  main_run.grads = run_both(tokens, main_run.weight, main_run.grad_out, options.padding_idx);
+  main_run.grads = run_both(tokens, main_run.weight, main_run.grad_out, options.padding_idx,
+                            plain_factor(options, options.tokens()));
   return main_run;
 }
 
@@ -240,8 +268,8 @@ void report_summary(const Options& options, const MainRun& main_run, Results& re
   std::cout << std::left << std::setw(30) << "" << std::setw(16) << "plain (ATen)"
             << "unit-scaled\n";
   for (const auto& line : lines) {
-    std::cout << std::setw(30) << line.label << std::setw(16) << fixed(line.plain)
-              << fixed(line.unit) << "\n";
+    std::cout << std::setw(30) << line.label << std::setw(16) << number(line.plain)
+              << number(line.unit) << "\n";
     results.add("summary", line.item, "plain", line.plain);
     results.add("summary", line.item, "unit_scaled", line.unit);
   }
@@ -305,6 +333,9 @@ std::vector<FormatBand> report_formats(const Options& options, const Gradients& 
             << "flush to zero" << std::setw(12) << "subnormal" << std::setw(12) << "saturated"
             << "relative error\n";
   std::vector<FormatBand> bands;
+  // The headline: the format where the plain gradient leaves the normal range most often.
+  std::string worst;
+  double worst_plain = -1, worst_unit = 0;
   for (const auto& name : options.formats) {
     const FloatFormat& format = float_format(name);
     bands.push_back({name, std::log2(format.min_subnormal), std::log2(format.min_normal),
@@ -321,8 +352,21 @@ std::vector<FormatBand> report_formats(const Options& options, const Gradients& 
       results.add(section, "subnormal", variant, stats.subnormal);
       results.add(section, "saturated", variant, stats.saturated);
       results.add(section, "relative_error", variant, stats.relative_error);
+      const double outside = stats.flush_to_zero + stats.subnormal + stats.saturated;
+      if (variant == "plain" && outside > worst_plain) {
+        worst = name;
+        worst_plain = outside;
+      } else if (variant == "unit_scaled" && name == worst) {
+        worst_unit = outside;
+      }
     }
   }
+  std::cout << "\nheadline (" << worst
+            << "): non-zero entries flushed, subnormal or saturated: plain " << percent(worst_plain)
+            << ", unit-scaled " << percent(worst_unit) << "\n";
+  results.add_text("headline", "format", worst);
+  results.add("headline", "outside_normal_range", "plain", worst_plain);
+  results.add("headline", "outside_normal_range", "unit_scaled", worst_unit);
   return bands;
 }
 
@@ -331,10 +375,10 @@ std::vector<FormatBand> report_formats(const Options& options, const Gradients& 
 Sweep report_sweep(const Options& options, const at::Tensor& tokens, Results& results) {
   const int64_t sweep_dim = std::min<int64_t>(options.dim, 64);
   Sweep sweep;
+  sweep.dim = sweep_dim;
   std::cout << "\nsweep (D=" << sweep_dim << "): weight-grad std\n"
             << std::setw(12) << "N" << std::setw(16) << "plain (ATen)" << std::setw(14)
-            << "unit-scaled"
-            << "sqrt(N/V)\n";
+            << "unit-scaled" << (options.plain_loss_mean ? "sqrt(N/V)/N" : "sqrt(N/V)") << "\n";
   const at::ScalarType dtype = dtype_of(options.dtype);
   const at::Tensor sweep_weight = at::randn({options.vocab, sweep_dim}).to(dtype);
   const int steps = 13;
@@ -342,8 +386,8 @@ Sweep report_sweep(const Options& options, const at::Tensor& tokens, Results& re
     progress(step, steps);
     const int64_t count = int64_t{1} << (8 + step);
     const at::Tensor t = sweep_tokens(options, count, tokens);
-    const Gradients s =
-        run_both(t, sweep_weight, at::randn({count, sweep_dim}).to(dtype), options.padding_idx);
+    const Gradients s = run_both(t, sweep_weight, at::randn({count, sweep_dim}).to(dtype),
+                                 options.padding_idx, plain_factor(options, count));
     sweep.n.push_back(static_cast<double>(count));
     sweep.plain.push_back(stddev(s.plain));
     sweep.unit.push_back(stddev(s.unit_scaled));
@@ -352,9 +396,11 @@ Sweep report_sweep(const Options& options, const at::Tensor& tokens, Results& re
   }
   progress(steps, steps);
   for (size_t i = 0; i < sweep.n.size(); ++i) {
+    const double law = std::sqrt(sweep.n[i] / static_cast<double>(options.vocab)) *
+                       plain_factor(options, static_cast<int64_t>(sweep.n[i]));
     std::cout << std::setw(12) << static_cast<int64_t>(sweep.n[i]) << std::setw(16)
-              << fixed(sweep.plain[i]) << std::setw(14) << fixed(sweep.unit[i])
-              << fixed(std::sqrt(sweep.n[i] / options.vocab)) << "\n";
+              << number(sweep.plain[i]) << std::setw(14) << number(sweep.unit[i]) << number(law)
+              << "\n";
   }
   return sweep;
 }
@@ -379,7 +425,7 @@ void write_figures(const Options& options, const Gradients& g, const std::vector
   plot_histogram(files.path("histogram.png"), files.path("histogram.svg"), centers, fractions(lp),
                  fractions(lu), bands, std::min(lo, -26.0), std::max(hi, 18.0));
   plot_sweep(files.path("sweep.png"), files.path("sweep.svg"), sweep.n, sweep.plain, sweep.unit,
-             static_cast<double>(options.vocab));
+             static_cast<double>(options.vocab), sweep.dim, options.plain_loss_mean);
 }
 
 // Writes report.csv (and the figures) under temporary names, renamed once everything succeeded.

@@ -147,12 +147,12 @@ Options parse_options(const std::vector<std::string>& args) {
       options.plots = false;
       continue;
     }
-    const bool takes_value = option == "--vocab" || option == "--dim" || option == "--tokens" ||
-                             option == "--dist" || option == "--dtype" ||
-                             option == "--padding-idx" || option == "--seed" ||
-                             option == "--threads" || option == "--data-parallel" ||
-                             option == "--accumulation" || option == "--accumulate" ||
-                             option == "--formats" || option == "--out" || option == "--token-type";
+    const bool takes_value =
+        option == "--vocab" || option == "--dim" || option == "--tokens" || option == "--dist" ||
+        option == "--dtype" || option == "--padding-idx" || option == "--seed" ||
+        option == "--threads" || option == "--data-parallel" || option == "--accumulation" ||
+        option == "--accumulate" || option == "--plain-loss" || option == "--formats" ||
+        option == "--out" || option == "--token-type";
     if (!takes_value) throw UsageError("unknown option '" + option + "' (see --help)");
     if (i + 1 >= args.size()) throw UsageError(option + ": missing value");
     const std::string& value = args[++i];
@@ -227,6 +227,11 @@ Options parse_options(const std::vector<std::string>& args) {
         throw UsageError("--accumulate: expected sum or mean, got '" + value + "'");
       }
       options.loss_mean = value == "mean";
+    } else if (option == "--plain-loss") {
+      if (value != "sum" && value != "mean") {
+        throw UsageError("--plain-loss: expected mean or sum, got '" + value + "'");
+      }
+      options.plain_loss_mean = value == "mean";
     } else if (option == "--out") {
       if (value.empty()) throw UsageError("--out: empty path");
       options.out = value;
@@ -264,9 +269,10 @@ double Options::token_multiplier() const {
 std::string usage() {
   return R"(usage: unit-scaling-report [options]
 
-Shows where embedding weight gradients land in FP16, BF16 and FP8, for plain embedding (ATen)
-and unit-scaled embedding (unit-scaling-cpp). With no options: GPT-2 shape, 8x1024 Zipf(1.1)
-tokens, float32.
+Shows where embedding weight gradients land in FP16, BF16 and FP8: plain embedding (ATen) under
+a loss averaged over the N tokens (grad_out = r / N, PyTorch's default) against unit-scaled
+embedding (unit-scaling-cpp) in a unit-scaled model (grad_out = r), r ~ N(0, 1) standing for the
+rest of the model. With no options: GPT-2 shape, 8x1024 Zipf(1.1) tokens, float32.
 
   --vocab V             table rows (default 50257)
   --dim D               embedding width (default 768)
@@ -281,6 +287,8 @@ tokens, float32.
   --data-parallel P     data-parallel ranks whose gradients are averaged (default 1)
   --accumulation K      accumulated micro-batches per optimizer step (default 1)
   --accumulate sum|mean loss summed over the K micro-batches, or divided by K (default sum)
+  --plain-loss mean|sum the plain embedding's grad_out: r / N (default) or r, the same as the
+                        unit-scaled one receives (compares the two embeddings alone)
   --formats LIST        comma list of float16,bfloat16,e4m3,e5m2 (default: all)
   --out DIR             output folder for report.csv and figures (default report/)
   --no-plots            skip the figures (no gnuplot needed)

@@ -37,6 +37,10 @@ struct Options {
   int64_t data_parallel = 1;
   int64_t accumulation = 1;
   bool loss_mean = false;
+  // The output gradient the plain embedding receives: a loss averaged over the N tokens
+  // (PyTorch's default reduction: grad_out = r / N) or summed (grad_out = r, what the unit-scaled
+  // embedding receives from a unit-scaled model, whose losses do not divide the backward by N).
+  bool plain_loss_mean = true;
   std::vector<std::string> formats{"float16", "bfloat16", "e4m3", "e5m2"};
   std::string out = "report";
   bool plots = true;
