@@ -15,7 +15,6 @@
 #include <torch/library.h>
 
 #include "embedding_checks.h"
-#include "index_error_scope.h"
 #include "operators.h"
 
 namespace unit_scaling::detail {
@@ -35,10 +34,7 @@ at::Tensor embedding_composite(const at::Tensor& input, const at::Tensor& weight
                     .norm_type(norm_type)
                     .scale_grad_by_freq(scale_grad_by_freq)
                     .sparse(sparse));
-  if (max_norm) {
-    const LookupReportsIndexErrors the_lookup_below_reports;  // one read back on CUDA, not two
-    renorm_op().call(weight, input, *max_norm, norm_type);
-  }
+  if (max_norm) renorm_op().call(weight, input, *max_norm, norm_type);
   return lookup_op().call(input, weight, padding_idx, token_multiplier, num_tokens);
 }
 

@@ -2,15 +2,15 @@
 // UNIT_SCALING_CUDA: its device functions run the framework-free kernels of src/kernels/cuda on
 // the current stream; backends/entry_points.h wraps them in the operators' checks.
 //
-// Every device function validates the indices in the kernels that read them (IndexReport):
-//  - eager forward (lookup, max_norm renorm): the kernel records the first bad position in a
-//    device word, read back once after the kernel; the renorm kernel does not write when the
-//    check before it found a bad index, so the weight stays unchanged, and the IndexError
-//    names the value and its position. Within the composite embedding only the lookup reads
-//    back (index_error_scope.h): one read per forward, max_norm or not;
-//  - while the stream captures a CUDA graph nothing can be read back: a device-side assertion
-//    stops the device instead (as ATen's kernels do), and the renorm still does not write;
-//  - backward: never synchronises the host; a bad index is a device-side assertion.
+// Every device function validates the indices in the kernels that read them (IndexReport), as
+// the index-check policy says (include/unit_scaling/index_check_policy.h):
+//  - kDeviceAssert (default): nothing is read back, so no call synchronises the host. A bad
+//    index stops the device with an assertion; the max_norm renorm reads the status word of the
+//    check launched before it and writes no row when that found a bad index.
+//  - kRaise: each operator reads its 8-byte status word back once, after its kernels (the renorm
+//    kernel still writes nothing after a failed check), and throws the IndexError that names
+//    the value and its position, before the entry point bumps any version. While the stream
+//    captures a CUDA graph nothing can be read back: kDeviceAssert applies there.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -20,9 +20,9 @@
 #include "backends/entry_points.h"
 #include "backends/kernel_arguments.h"
 #include "embedding_checks.h"
-#include "index_error_scope.h"
 #include "kernels/cuda/embedding_kernels_cuda.h"
 #include "lookup_shape.h"
+#include "unit_scaling/index_check_policy.h"
 
 namespace unit_scaling::detail {
 namespace {
@@ -35,24 +35,37 @@ bool capturing(cudaStream_t stream) {
   return status != cudaStreamCaptureStatusNone;
 }
 
-// The device word of an IndexReport and whether it may be read back.
-struct Report {
-  at::Tensor status;  // one int64 on the device
-  bool read_back;
-
-  Report(const at::Tensor& like, cudaStream_t stream)
-      : status(at::empty({1}, like.options().dtype(at::kLong))), read_back(!capturing(stream)) {}
-
-  cuda_kernels::IndexReport kernel_report() const {
-    return {reinterpret_cast<unsigned long long*>(status.mutable_data_ptr<int64_t>()), !read_back};
+// How one operator call reports a bad index: through a device status word that it reads back
+// (kRaise outside graph capture), or with a device-side assertion.
+class Report {
+ public:
+  // `guard_writes`: the call needs the status word on the device even when it does not read it
+  // back (the renorm kernel skips its writes when the check before it failed).
+  Report(const at::Tensor& like, cudaStream_t stream, bool guard_writes = false)
+      : read_back_(index_check_policy() == IndexCheckPolicy::kRaise && !capturing(stream)) {
+    if (read_back_ || guard_writes) status_ = at::empty({1}, like.options().dtype(at::kLong));
   }
 
-  // The IndexError for a recorded bad index (one read back of 8 bytes; none while capturing).
+  // The kernels' report: record into the status word (if any); trap unless reading back.
+  cuda_kernels::IndexReport kernel_report() const {
+    auto* word = status_.defined()
+                     ? reinterpret_cast<unsigned long long*>(status_.mutable_data_ptr<int64_t>())
+                     : nullptr;
+    return {word, !read_back_};
+  }
+
+  // kRaise: one read back of 8 bytes, and the IndexError for a recorded bad index.
   void throw_if_bad(const at::Tensor& indices, int64_t num_rows) const {
-    if (!read_back) return;
-    const auto word = static_cast<unsigned long long>(status.item<int64_t>());
+    if (!read_back_) return;
+    const auto word = static_cast<unsigned long long>(status_.item<int64_t>());
     throw_if_bad_index(indices, cuda_kernels::bad_position(word, indices.numel()), num_rows);
   }
+
+  bool reads_back() const { return read_back_; }
+
+ private:
+  bool read_back_;
+  at::Tensor status_;  // one int64 on the device, or undefined
 };
 
 struct CudaBackend {
@@ -77,6 +90,12 @@ struct CudaBackend {
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     const at::Tensor grad = grad_output.contiguous();
     const int64_t dim = grad.size(-1);
+    const Report report(indices, stream);
+    if (report.reads_back()) {  // the backward's own kernels assert; check and raise first
+      C10_CUDA_CHECK(cuda_kernels::check_indices(index_array(indices), num_weights,
+                                                 report.kernel_report(), stream));
+      report.throw_if_bad(indices, num_weights);
+    }
     const kernels::DType dtype = kernel_dtype(grad.scalar_type());
     at::Tensor grad_weight = at::empty({num_weights, dim}, grad.options());
     const size_t bytes =
@@ -93,7 +112,7 @@ struct CudaBackend {
                           double norm_type) {
     const c10::cuda::CUDAGuard device(weight.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-    const Report report(indices, stream);
+    const Report report(indices, stream, /*guard_writes=*/true);
     C10_CUDA_CHECK(cuda_kernels::check_indices(index_array(indices), weight.size(0),
                                                report.kernel_report(), stream));
     at::Tensor workspace =
@@ -102,8 +121,7 @@ struct CudaBackend {
     C10_CUDA_CHECK(cuda_kernels::renorm_rows(
         kernel_dtype(weight.scalar_type()), mutable_matrix(weight), index_array(indices), max_norm,
         norm_type, report.kernel_report().status, workspace.mutable_data_ptr(), stream));
-    // In the composite embedding the lookup that follows reads back and raises for both.
-    if (!LookupReportsIndexErrors::active()) report.throw_if_bad(indices, weight.size(0));
+    report.throw_if_bad(indices, weight.size(0));
   }
 };
 

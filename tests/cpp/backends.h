@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unit_scaling/index_check_policy.h>
 
 #include <cstdint>
 #include <memory>
@@ -96,6 +97,14 @@ class BackendFixture : public ::testing::TestWithParam<Param> {
 };
 
 using BackendTest = BackendFixture<Backend>;
+
+// A suite that pins the IndexError of a bad index on every backend: its tests run under the
+// kRaise index-check policy (on CUDA the default is a device-side assertion instead, pinned in
+// child processes by device_assertion_test.cpp; the CPU backends raise under either policy).
+class RaisingIndexErrorsTest : public BackendTest {
+ private:
+  unit_scaling::IndexCheckPolicyGuard raise_{unit_scaling::IndexCheckPolicy::kRaise};
+};
 template <typename... Extra>
 using BackendTestWith = BackendFixture<std::tuple<Backend, Extra...>>;
 

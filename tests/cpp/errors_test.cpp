@@ -1,7 +1,7 @@
 // Contract rules 3, 4, 6, 10, 11 and 12: every bad input raises the right error class with a
 // message naming the argument and the bad value, and leaves the weight bit-for-bit unchanged
 // (also when max_norm is set and would otherwise have renormed rows before the bad index), on
-// every backend (backends.h).
+// every backend (backends.h), under the kRaise index-check policy (RaisingIndexErrorsTest).
 #include <unit_scaling/functional.h>
 
 #include <limits>
@@ -262,7 +262,7 @@ void expect_error_of_class(ErrorClass error, const std::function<void()>& call,
   }
 }
 
-class Atomicity : public BackendTest {};
+class Atomicity : public RaisingIndexErrorsTest {};
 
 TEST_P(Atomicity, EveryBadCallThrowsTheRightClassAndLeavesWeightUnchanged) {
   torch::manual_seed(9);

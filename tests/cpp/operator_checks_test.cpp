@@ -1,7 +1,8 @@
 // Every registered operator checks its own arguments, called directly through the dispatcher
 // (as torch.ops.unit_scaling.* does from Python): the same error classes and messages as the
 // public op, and nothing written or allocated from an unchecked value. On every backend
-// (backends.h), except the module's clone at the end.
+// (backends.h), except the module's clone at the end. Bad indices raise IndexError under the
+// kRaise index-check policy (RaisingIndexErrorsTest); device_assertion_test.cpp pins the default.
 #include <unit_scaling/unit_scaling.h>
 
 #include "backends.h"
@@ -26,7 +27,7 @@ at::Tensor backward(const at::Tensor& grad, const at::Tensor& input, int64_t row
   return backward_op().call(grad, input, c10::SymInt(rows), pad, 1.0, std::nullopt);
 }
 
-class OperatorChecks : public BackendTest {};
+class OperatorChecks : public unit_scaling::testing::RaisingIndexErrorsTest {};
 
 // The CPU kernels find them in the counting sort's pass, the fallback in its index reduction.
 TEST_P(OperatorChecks, BackwardRejectsBadIndices) {

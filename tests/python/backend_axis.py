@@ -30,7 +30,7 @@ from typing import Optional
 import pytest
 import torch
 
-import unit_scaling_cpp  # noqa: F401  (loads torch.ops.unit_scaling)
+import unit_scaling_cpp as usc  # also loads torch.ops.unit_scaling
 
 NAMES = ("cpu", "aten_fallback", "cuda")
 NO_CUDA = "no CUDA device visible"
@@ -98,12 +98,6 @@ def cuda_kernels_registered() -> bool:
                for name in DEVICE_OPERATORS)
 
 
-BACKWARD_INDEX_CHECK_ON_DEVICE = (
-    "our CUDA backward checks indices on the device (no host synchronisation), so a bad index "
-    "there is a device-side assertion, which would poison this process's CUDA context; "
-    "test_cuda_runtime.py checks it in a subprocess")
-
-
 @dataclasses.dataclass
 class Backend:
     """What a test needs of its backend: the device its tensors live on."""
@@ -117,11 +111,13 @@ class Backend:
         tensor, also on the CPU, so that tests can mutate it or make it require grad."""
         return tensor.to(self.device, copy=True)
 
-    def skip_bad_index_in_backward(self):
-        """Skips a test that gives the backward a bad index where that cannot raise IndexError:
-        on our CUDA kernels (the fallback checks on the host and raises, like the CPU)."""
-        if self.name == "cuda" and cuda_kernels_registered():
-            pytest.skip(BACKWARD_INDEX_CHECK_ON_DEVICE)
+    def index_errors(self):
+        """A context in which a bad index raises IndexError on this backend: the "raise"
+        index-check policy on CUDA (whose default is a device-side assertion, which would poison
+        this process's CUDA context; test_cuda_runtime.py checks it in subprocesses)."""
+        if self.name == "cuda":
+            return usc.index_check_policy("raise")
+        return contextlib.nullcontext()
 
 
 @contextlib.contextmanager

@@ -4,13 +4,16 @@ CUDA through the backend axis of the other test files; this file adds the CUDA r
 
 - CUDA tensors reach our CUDA kernels, not the ATen fallback (when the library was built with the
   CUDA backend on: gpu_check.sh says so with UNIT_SCALING_CPP_EXPECT_CUDA_KERNELS=1);
-- the backward never synchronises the host; the eager forward reads back at most once;
+- under the default index-check policy nothing synchronises the host: forward, max_norm and
+  backward, eager (sync debug mode "error", and a long kernel queued ahead still running);
+  under the "raise" policy each operator reads back exactly once;
 - forward + backward captured in a CUDA graph and replayed on new data equals eager, and so does
   torch.compile(mode="reduce-overhead");
 - the backward is bitwise repeatable and bitwise equal to the CPU kernels' backward (and, on
   whichever path CUDA tensors take, equal to the CPU kernels within rounding);
-- a bad index: IndexError naming value and position from the eager forward, weight untouched
-  (max_norm too); a device-side assertion from the backward (in a subprocess).
+- a bad index: by default a device-side assertion naming value, position and row count from
+  every operator (each in a subprocess: the assertion poisons the CUDA context); under "raise",
+  IndexError naming value and position, weight and its version untouched (max_norm too).
 
 The tests that need our CUDA kernels are skipped, saying so, when the library registers none
 (CUDA tensors then take the ATen fallback, which synchronises and is not bitwise equal to the
@@ -88,46 +91,64 @@ def _backward_inputs(dtype, num_rows=5000, dim=64, shape=(8, 512)):
 
 @needs_cuda_kernels
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_backward_does_not_synchronize(dtype):
+def test_nothing_synchronizes_by_default(dtype):
     tokens, grad, weight = _backward_inputs(dtype)
-    out = usc.functional.embedding(tokens, weight, padding_idx=0)  # may read back once
-    ops.embedding_backward(grad, tokens, weight.shape[0], 0)  # first call: module loading etc.
+    assert usc.get_index_check_policy() == "device_assert"
+    table = weight.detach().clone()
+
+    def step():
+        usc.functional.embedding(tokens, table, max_norm=1.0)  # renorm + lookup
+        ops.embedding_renorm_(table, tokens, 2.0, 3.0)
+        out = usc.functional.embedding(tokens, weight, padding_idx=0)
+        (through_autograd,) = torch.autograd.grad(out, weight, grad)
+        direct = ops.embedding_backward(grad, tokens, weight.shape[0], 0)
+        ops._scaled_embedding_backward(grad, tokens, weight.shape[0], 0, 0.5)
+        return through_autograd, direct
+
+    step()  # first call: module loading etc.
     torch.cuda.synchronize()
     # 1. PyTorch's sync debug mode: any synchronising call through c10's CUDA wrappers raises.
     torch.cuda.set_sync_debug_mode("error")
     try:
-        (through_autograd,) = torch.autograd.grad(out, weight, grad, retain_graph=True)
-        direct = ops.embedding_backward(grad, tokens, weight.shape[0], 0)
-        ops._scaled_embedding_backward(grad, tokens, weight.shape[0], 0, 0.5)
+        through_autograd, direct = step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
     # 2. Any synchronisation at all (raw CUDA calls too): with a long kernel queued ahead, the
-    # backward returns while that kernel still runs only if the host never waited for the stream.
+    # step returns while that kernel still runs only if the host never waited for the stream.
     torch.cuda.synchronize()
     torch.cuda._sleep(1_000_000_000)  # about half a second of GPU time at 2 GHz
-    torch.autograd.grad(out, weight, grad)
+    step()
     still_busy = not torch.cuda.current_stream().query()
     torch.cuda.synchronize()
-    assert still_busy, "the host waited for the GPU during the backward"
+    assert still_busy, "the host waited for the GPU during forward, max_norm or backward"
     assert torch.equal(through_autograd, direct)
 
 
-@needs_cuda_kernels
-@pytest.mark.parametrize("max_norm", [None, 1.0])
-def test_eager_forward_reads_back_at_most_once(max_norm):
-    weight = torch.randn(1000, 32, device="cuda") * 3
-    tokens = torch.randint(0, 1000, (4, 64), device="cuda")
-    usc.functional.embedding(tokens, weight, max_norm=max_norm)  # first call: module loading
-    torch.cuda.synchronize()
+def _synchronisations(call):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            usc.functional.embedding(tokens, weight, max_norm=max_norm)
+            call()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    syncs = [w for w in caught if "synchronizing CUDA operation" in str(w.message)]
-    assert len(syncs) <= 1, f"{len(syncs)} host synchronisations in one eager forward"
+    return sum("synchronizing CUDA operation" in str(w.message) for w in caught)
+
+
+@needs_cuda_kernels
+def test_raise_policy_reads_back_once_per_operator():
+    weight = torch.randn(1000, 32, device="cuda") * 3
+    tokens = torch.randint(0, 1000, (4, 64), device="cuda")
+    grad = torch.randn(4, 64, 32, device="cuda")
+    with usc.index_check_policy("raise"):
+        usc.functional.embedding(tokens, weight, max_norm=1.0)  # first call: module loading
+        torch.cuda.synchronize()
+        assert _synchronisations(lambda: usc.functional.embedding(tokens, weight)) == 1
+        assert _synchronisations(lambda: ops.embedding_backward(grad, tokens, 1000)) == 1
+        # renorm and lookup each read back once
+        assert _synchronisations(
+            lambda: usc.functional.embedding(tokens, weight, max_norm=1.0)) == 2
+    assert _synchronisations(lambda: usc.functional.embedding(tokens, weight, max_norm=1.0)) == 0
 
 
 # --- CUDA graphs and torch.compile(mode="reduce-overhead") --------------------------------------
@@ -290,37 +311,72 @@ def test_renorm_matches_the_cpu_kernels(dtype, norm_type):
 @pytest.mark.parametrize("max_norm", [None, 0.5])
 @pytest.mark.parametrize("bad", [10, -1, 2**31 - 1])
 @pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32])
-def test_bad_index_in_eager_forward_raises_and_changes_nothing(index_dtype, bad, max_norm):
+def test_raise_policy_bad_index_raises_and_changes_nothing(index_dtype, bad, max_norm):
     base = torch.randn(10, 4) * 5
     weight = base.cuda()
+    version = weight._version
     tokens = torch.tensor([[1, 2, 3], [4, 5, 6]], dtype=index_dtype)
     tokens[1, 2] = bad
     needle = rf"index {bad} at input\[1, 2\]"
-    with pytest.raises(IndexError, match=needle):
-        usc.functional.embedding(tokens.cuda(), weight, max_norm=max_norm)
-    with pytest.raises(IndexError, match=needle):
-        ops.embedding_lookup(tokens.cuda(), weight)
+    grad = torch.randn(2, 3, 4, device="cuda")
+    with usc.index_check_policy("raise"):
+        with pytest.raises(IndexError, match=needle):
+            usc.functional.embedding(tokens.cuda(), weight, max_norm=max_norm)
+        with pytest.raises(IndexError, match=needle):
+            ops.embedding_lookup(tokens.cuda(), weight)
+        with pytest.raises(IndexError, match=needle):
+            ops.embedding_renorm_(weight, tokens.cuda(), 0.5, 2.0)
+        with pytest.raises(IndexError, match=needle):
+            ops.embedding_backward(grad, tokens.cuda(), 10)
     assert torch.equal(weight.cpu(), base)
+    assert weight._version == version
     # The CUDA context is still usable, and a good call gives the right rows.
     tokens[1, 2] = 0
     assert torch.equal(ops.embedding_lookup(tokens.cuda(), weight).cpu(), base[tokens.long()])
 
 
-_BAD_BACKWARD = """
-import torch, unit_scaling_cpp
-grad = torch.randn(4, 8, device="cuda")
+# Each runs in a subprocess: a device-side assertion leaves the CUDA context unusable.
+_BAD_CALLS = {
+    "forward": "usc.functional.embedding(tokens, weight)",
+    "forward with max_norm": "usc.functional.embedding(tokens, weight, max_norm=0.5)",
+    "renorm": "ops.embedding_renorm_(weight, tokens, 0.5, 2.0)",
+    "backward": "ops.embedding_backward(torch.randn(4, 8, device='cuda'), tokens, 10)",
+    "scaled backward": "ops._scaled_embedding_backward(torch.randn(4, 8, device='cuda'), tokens, "
+                       "10, -1, 1.0)",
+}
+_BAD_CALL_PROGRAM = """
+import torch, unit_scaling_cpp as usc
+ops = torch.ops.unit_scaling
+weight = torch.randn(10, 8, device="cuda") * 5
 tokens = torch.tensor([0, 1, 2, 10], device="cuda")
-torch.ops.unit_scaling.embedding_backward(grad, tokens, 10)
+{call}
 torch.cuda.synchronize()
 print("NO ERROR")
 """
 
 
 @needs_cuda_kernels
-def test_bad_index_in_backward_is_a_device_side_assertion():
-    # In a subprocess: a device-side assertion leaves the CUDA context unusable.
-    result = subprocess.run([sys.executable, "-c", _BAD_BACKWARD], capture_output=True,
-                            text=True, timeout=300)
+@pytest.mark.parametrize("name", list(_BAD_CALLS))
+def test_default_policy_bad_index_is_a_device_side_assertion(name):
+    env = {k: v for k, v in os.environ.items() if k != "UNIT_SCALING_INDEX_CHECKS"}
+    result = subprocess.run([sys.executable, "-c", _BAD_CALL_PROGRAM.format(call=_BAD_CALLS[name])],
+                            capture_output=True, text=True, timeout=300, env=env)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "NO ERROR" not in output, output[-2000:]
     assert "device-side assert" in output, output[-2000:]
+    assert "index 10 at flat position 3 is out of range for weight with 10 rows" in output, \
+        output[-2000:]
+
+
+@needs_cuda_kernels
+def test_environment_variable_selects_the_raise_policy():
+    program = ("import torch, unit_scaling_cpp as usc\n"
+               "try:\n"
+               "    usc.functional.embedding(torch.tensor([3, 10], device='cuda'),\n"
+               "                             torch.randn(10, 4, device='cuda'))\n"
+               "except IndexError as e:\n"
+               "    print('RAISED', e)\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "UNIT_SCALING_INDEX_CHECKS": "raise"})
+    assert "RAISED" in result.stdout and "index 10 at input[1]" in result.stdout, \
+        result.stdout + result.stderr[-2000:]

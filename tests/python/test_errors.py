@@ -7,6 +7,14 @@ import torch
 
 import unit_scaling_cpp as usc
 
+
+@pytest.fixture(autouse=True)
+def _raise_index_errors():
+    """These tests pin the IndexError of a bad index: the "raise" index-check policy, which
+    CUDA needs for it (its default is a device-side assertion, test_cuda_runtime.py)."""
+    with usc.index_check_policy("raise"):
+        yield
+
 BAD_CALLS = [
     (IndexError, "index 10", dict(indices=[1, 10])),
     (IndexError, "index -1", dict(indices=[-1])),
