@@ -5,8 +5,9 @@
 // The checks read only metadata (dtype, layout, sizes, devices) and accept symbolic sizes
 // (FakeTensor / torch.compile); the index values are checked by each backend (its entry points
 // or its kernels, backends/entry_points.h), which reports a bad one with throw_if_bad_index.
-// Every message starts with "unit_scaling <entry>: ", <entry> being what the user called
-// (embedding, Embedding, VocabParallelEmbedding, scale_fwd, scale_bwd).
+// Every message starts with "unit_scaling <op>: ": "unit_scaling embedding: " for every check of
+// the embedding operators, whichever entry reached them (functional, module, vocab-parallel
+// module, operator), and "unit_scaling scale_fwd: " / "scale_bwd: " for the primitives.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -193,3 +193,54 @@ def test_reliability_quotes_torchs_own_message():
                        (REPO / "docs" / "RELIABILITY.md").read_text()).group(1)
     with pytest.raises(RuntimeError, match=re.escape(quoted)):
         torch.ops.unit_scaling.embedding(torch.tensor([1]), torch.randn(3, 2), "x")
+
+
+def _architecture_layers():
+    """src/ paths of docs/ARCHITECTURE.md's layer list, top (0) to bottom: an exact file, a
+    `stem.*` pair, a folder `dir/`, or comma-separated names under src/ on one line."""
+    text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    layers = []
+    for line in block.splitlines():
+        if not line.startswith("src/"):
+            continue
+        tokens = line.split()
+        names = [tokens[0]]
+        while names[-1].endswith(",") and len(names) < len(tokens):
+            names.append(tokens[len(names)])  # "src/a.cpp, b.cpp, dir/": one layer
+        layers.append(["src/" + n.strip(",").removeprefix("src/") for n in names])
+    return layers
+
+
+def _layer_of(path, layers):
+    for rank, patterns in enumerate(layers):
+        for pattern in patterns:
+            if pattern.endswith("/") and path.startswith(pattern):
+                return rank
+            if pattern.endswith(".*") and path.rsplit(".", 1)[0] == pattern[:-2]:
+                return rank
+            if path == pattern:
+                return rank
+    return None
+
+
+def test_architecture_layers_include_only_what_is_listed_below():
+    layers = _architecture_layers()
+    sources = [p for p in (REPO / "src").rglob("*") if p.suffix in {".cpp", ".h", ".cu", ".cuh"}]
+    broken, unlisted = [], []
+    for source in sources:
+        path = source.relative_to(REPO).as_posix()
+        rank = _layer_of(path, layers)
+        if rank is None:
+            unlisted.append(path)
+            continue
+        for included in re.findall(r'#include "([^"]+)"', source.read_text()):
+            if included.startswith("unit_scaling/"):
+                continue  # a public header (include/): the API every layer may name
+            target = f"src/{included}" if (REPO / "src" / included).exists() else \
+                (source.parent / included).relative_to(REPO).as_posix()
+            target_rank = _layer_of(target, layers)
+            if target_rank is not None and target_rank < rank:
+                broken.append(f"{path} (layer {rank}) includes {target} (layer {target_rank})")
+    assert not unlisted, f"src/ files missing from docs/ARCHITECTURE.md's layers: {unlisted}"
+    assert not broken, "\n".join(broken)
