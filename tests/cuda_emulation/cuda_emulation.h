@@ -1,18 +1,39 @@
-// A sequential host emulation of the small part of CUDA that our kernels use, so that the CUDA
-// kernels' own source (src/kernels/cuda/*.cu) is compiled by the host compiler and run in CI,
-// where there is no GPU. A launch runs every thread of every block one after the other.
+// A host emulation of the part of CUDA that our kernels use, so that the CUDA kernels' own
+// source (src/kernels/cuda/*.cu) is compiled by the host compiler and run in CI, where there is
+// no GPU.
 //
-// This is exact for kernels whose threads do not talk to each other inside a launch (no shared
-// memory, barriers or warp shuffles; atomics are plain read-modify-writes here): gather,
-// index checks and the backward's steps. renorm.cu uses warp shuffles and is not emulated.
-// What it cannot find: races, memory-model and performance problems -- those need a GPU.
+// A launch runs the blocks one after the other; inside a block every thread is a fiber
+// (ucontext) on this one OS thread, so block- and warp-level cooperation is real:
+//  - __syncthreads() waits until every thread of the block has arrived; a barrier that some
+//    thread of the block never reaches (it returned, or waits at another barrier) is an error,
+//    as is a deadlock;
+//  - __shfl_sync / __shfl_xor_sync exchange values between the 32 lanes of a warp (full mask
+//    only, blockDim.x a multiple of 32), with a warp barrier around the exchange;
+//  - __shared__ arrays (UNIT_SCALING_SHARED_ARRAY) are one array per kernel instantiation,
+//    shared by the block's threads (blocks run one at a time), counted against 48 KiB;
+//  - atomics (atomicCAS, atomicAdd, atomicMax) are read-modify-writes that no other thread can
+//    interrupt (fibers switch only at barriers and shuffles).
+// Threads and blocks run in a configurable order (forward, reverse, shuffled), so a kernel whose
+// result depends on scheduling shows it. Launch limits are checked (threads in [1, 1024],
+// blocks in [1, 2^31 - 1]), every stream operation (launch, memset, sort) is counted, and
+// blocks_for() can be capped so that grid-stride loops iterate more than once.
+// What it cannot see (docs/DEVICES.md): the memory model across blocks, real warp scheduling and
+// independent thread progress, timing, occupancy, bank conflicts, the device math library's
+// ulps, and the real CUB.
 #pragma once
 
+#include <math.h>
+#include <ucontext.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <random>
+#include <type_traits>
 #include <vector>
 
 #define UNIT_SCALING_CUDA_EMULATION 1
@@ -26,12 +47,7 @@
 using cudaError_t = int;
 using cudaStream_t = void*;
 constexpr cudaError_t cudaSuccess = 0;
-
-inline cudaError_t cudaGetLastError() { return cudaSuccess; }
-inline cudaError_t cudaMemsetAsync(void* target, int value, size_t bytes, cudaStream_t) {
-  std::memset(target, value, bytes);
-  return cudaSuccess;
-}
+constexpr cudaError_t cudaErrorInvalidValue = 1;
 
 struct alignas(16) uint4 {
   unsigned x, y, z, w;
@@ -45,8 +61,245 @@ struct Dim3 {
   unsigned x = 1, y = 1, z = 1;
 };
 }  // namespace emulation
+
+// The built-in indices; threadIdx is set by the block's scheduler before it resumes a fiber.
 inline thread_local emulation::Dim3 threadIdx, blockIdx, blockDim, gridDim;
 
+namespace emulation {
+
+enum class Order { kForward, kReverse, kShuffled };
+
+// Settings of the emulated device, changed by the tests (Config::scoped restores them).
+struct Config {
+  Order order = Order::kForward;  // of the threads in a block and of the blocks in a grid
+  uint64_t seed = 1;              // for kShuffled
+  unsigned block_cap = 65536;     // the cap of launch.cuh's blocks_for()
+  bool wide_keys = false;         // backward.cu: 64-bit keys even where 32 bits would do
+  bool large_sort = false;        // backward.cu: the device radix sort path even for small N
+  size_t parts_budget = 0;  // backward.cu: bytes of window slots per column slice (0: its own)
+  bool count_only = false;  // count stream operations, run nothing
+};
+inline Config config;
+
+// Stream operations enqueued since the last reset (kernel launches, memsets, sort calls).
+inline int64_t stream_operations = 0;
+
+[[noreturn]] inline void fail(const char* what) {
+  std::fprintf(stderr, "cuda emulation: %s\n", what);
+  std::abort();
+}
+
+constexpr unsigned kWarp = 32;
+constexpr size_t kStaticSharedLimit = 48 * 1024;
+constexpr size_t kStackBytes = 256 * 1024;
+
+// One block's threads as fibers.
+class Block {
+ public:
+  struct Fiber {
+    ucontext_t context;
+    std::vector<char> stack;
+    unsigned thread = 0;
+    bool done = false;
+    int waiting = 0;  // 0: runnable, 1: block barrier, 2: warp barrier
+  };
+
+  static Block& current() { return *current_block(); }
+  static Block*& current_block() {
+    static Block* block = nullptr;
+    return block;
+  }
+
+  // Runs body() for every thread of a block of `threads` threads.
+  template <typename Body>
+  void run(unsigned block, unsigned threads, const std::vector<unsigned>& order, Body& body);
+
+  void sync_block();
+  void sync_warp();
+  // Stores a lane's 8-byte value for the exchange of its warp, returns the value of `source`.
+  uint64_t exchange(uint64_t value, unsigned source);
+  void note_shared(const void* array, size_t bytes);
+
+ private:
+  template <typename Body>
+  static void trampoline(unsigned low, unsigned high);
+  void yield();
+  Fiber& self() { return fibers_[running_]; }
+
+  ucontext_t scheduler_;
+  std::vector<Fiber> fibers_;
+  unsigned threads_ = 0;
+  unsigned running_ = 0;
+  unsigned block_arrived_ = 0;
+  std::vector<unsigned> warp_arrived_;
+  std::vector<uint64_t> lane_values_;
+  std::vector<const void*> shared_arrays_;
+  size_t shared_bytes_ = 0;
+  void* body_ = nullptr;
+};
+
+inline Block& block_storage() {
+  static Block block;
+  return block;
+}
+
+template <typename Body>
+void Block::trampoline(unsigned low, unsigned high) {
+  const uintptr_t address = (uintptr_t{high} << 32) | low;
+  Block& block = *reinterpret_cast<Block*>(address);
+  (*static_cast<Body*>(block.body_))();
+  block.self().done = true;
+  if (block.block_arrived_ > 0) fail("__syncthreads() not reached by every thread of the block");
+  if (!block.warp_arrived_.empty() && block.warp_arrived_[block.running_ / kWarp] > 0) {
+    fail("a warp operation not reached by every lane of the warp");
+  }
+  // uc_link returns to the scheduler
+}
+
+inline void Block::yield() { swapcontext(&self().context, &scheduler_); }
+
+template <typename Body>
+void Block::run(unsigned block, unsigned threads, const std::vector<unsigned>& order, Body& body) {
+  (void)block;
+  threads_ = threads;
+  // Fibers never move (a ucontext_t points into itself): room for the largest block up front.
+  if (fibers_.capacity() < 1024) fibers_.reserve(1024);
+  if (fibers_.size() < threads) fibers_.resize(threads);
+  block_arrived_ = 0;
+  warp_arrived_.assign((threads + kWarp - 1) / kWarp, 0);
+  lane_values_.assign(threads, 0);
+  shared_arrays_.clear();
+  shared_bytes_ = 0;
+  body_ = &body;
+  const auto address = reinterpret_cast<uintptr_t>(this);
+  for (unsigned t = 0; t < threads; ++t) {
+    Fiber& fiber = fibers_[t];
+    fiber.thread = t;
+    fiber.done = false;
+    fiber.waiting = 0;
+    if (fiber.stack.empty()) {  // a new fiber slot; later blocks reuse its context and stack
+      fiber.stack.resize(kStackBytes);
+      getcontext(&fiber.context);
+    }
+    fiber.context.uc_stack.ss_sp = fiber.stack.data();
+    fiber.context.uc_stack.ss_size = fiber.stack.size();
+    fiber.context.uc_link = &scheduler_;
+    makecontext(&fiber.context, reinterpret_cast<void (*)()>(&trampoline<Body>), 2,
+                static_cast<unsigned>(address & 0xFFFFFFFFu), static_cast<unsigned>(address >> 32));
+  }
+  for (;;) {
+    bool progress = false;
+    bool all_done = true;
+    for (unsigned t : order) {
+      Fiber& fiber = fibers_[t];
+      if (fiber.done) continue;
+      all_done = false;
+      if (fiber.waiting != 0) continue;
+      running_ = t;
+      threadIdx.x = t;
+      swapcontext(&scheduler_, &fiber.context);
+      progress = true;
+    }
+    if (all_done) break;
+    if (!progress) fail("deadlock: every live thread waits at a barrier that cannot complete");
+  }
+  current_block() = nullptr;
+}
+
+inline void Block::sync_block() {
+  for (unsigned t = 0; t < threads_; ++t) {
+    if (fibers_[t].done) fail("__syncthreads() after some thread of the block returned");
+  }
+  self().waiting = 1;
+  if (++block_arrived_ == threads_) {
+    block_arrived_ = 0;
+    for (unsigned t = 0; t < threads_; ++t) fibers_[t].waiting = 0;
+    return;
+  }
+  const unsigned me = running_;
+  yield();
+  running_ = me;
+}
+
+inline void Block::sync_warp() {
+  if (threads_ % kWarp != 0) fail("warp operation in a block that is not whole warps");
+  const unsigned warp = running_ / kWarp;
+  for (unsigned l = 0; l < kWarp; ++l) {
+    if (fibers_[warp * kWarp + l].done) fail("warp operation after a lane of the warp returned");
+  }
+  self().waiting = 2;
+  if (++warp_arrived_[warp] == kWarp) {
+    warp_arrived_[warp] = 0;
+    for (unsigned l = 0; l < kWarp; ++l) fibers_[warp * kWarp + l].waiting = 0;
+    return;
+  }
+  const unsigned me = running_;
+  yield();
+  running_ = me;
+}
+
+inline uint64_t Block::exchange(uint64_t value, unsigned source) {
+  const unsigned me = running_;
+  const unsigned warp = me / kWarp;
+  lane_values_[me] = value;
+  sync_warp();
+  const uint64_t result = lane_values_[warp * kWarp + source % kWarp];
+  sync_warp();  // nobody overwrites its value before every lane has read
+  return result;
+}
+
+inline void Block::note_shared(const void* array, size_t bytes) {
+  if (std::find(shared_arrays_.begin(), shared_arrays_.end(), array) != shared_arrays_.end()) {
+    return;
+  }
+  shared_arrays_.push_back(array);
+  shared_bytes_ += bytes;
+  if (shared_bytes_ > kStaticSharedLimit) fail("static shared memory over 48 KiB per block");
+}
+
+// A permutation of [0, n) in the configured order.
+inline std::vector<unsigned> ordered(unsigned n, uint64_t salt) {
+  std::vector<unsigned> order(n);
+  std::iota(order.begin(), order.end(), 0u);
+  if (config.order == Order::kReverse) std::reverse(order.begin(), order.end());
+  if (config.order == Order::kShuffled) {
+    std::mt19937_64 rng(config.seed * 1000003u + salt);
+    std::shuffle(order.begin(), order.end(), rng);
+  }
+  return order;
+}
+
+}  // namespace emulation
+
+inline void __syncthreads() { emulation::Block::current().sync_block(); }
+
+template <typename T>
+T __shfl_sync(unsigned mask, T value, int source) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>);
+  if (mask != 0xFFFFFFFFu) emulation::fail("only full-warp shuffles are emulated");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof(T));
+  bits = emulation::Block::current().exchange(bits, static_cast<unsigned>(source));
+  std::memcpy(&value, &bits, sizeof(T));
+  return value;
+}
+
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T value, int lane_mask) {
+  return __shfl_sync(mask, value, static_cast<int>(threadIdx.x % 32) ^ lane_mask);
+}
+
+inline int atomicCAS(int* address, int compare, int value) {
+  const int old = *address;
+  if (old == compare) *address = value;
+  return old;
+}
+template <typename T>
+T atomicAdd(T* address, T value) {
+  const T old = *address;
+  *address = old + value;
+  return old;
+}
 inline unsigned long long atomicMax(unsigned long long* address, unsigned long long value) {
   const unsigned long long old = *address;
   if (value > old) *address = value;
@@ -54,39 +307,70 @@ inline unsigned long long atomicMax(unsigned long long* address, unsigned long l
 }
 
 inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max(int64_t a, int64_t b) { return a > b ? a : b; }
+
+inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+inline cudaError_t cudaMemsetAsync(void* target, int value, size_t bytes, cudaStream_t) {
+  if (target == nullptr || bytes == 0) emulation::fail("cudaMemsetAsync of nothing");
+  ++emulation::stream_operations;
+  if (!emulation::config.count_only) std::memset(target, value, bytes);
+  return cudaSuccess;
+}
 
 namespace emulation {
-// Runs kernel(args...) for every (block, thread) of a 1-D grid, in order.
+
+// Runs kernel(args...) for every (block, thread) of a 1-D grid.
 template <typename Kernel>
-auto launch(unsigned blocks, unsigned threads, Kernel kernel) {
+auto launch(unsigned blocks, int threads, Kernel kernel) {
   return [=](auto... args) {
+    if (threads < 1 || threads > 1024) fail("threads per block outside [1, 1024]");
+    if (blocks < 1 || blocks > 0x7FFFFFFFu) fail("blocks outside [1, 2^31 - 1]");
+    ++stream_operations;
+    if (config.count_only) return;
     gridDim.x = blocks;
-    blockDim.x = threads;
-    for (unsigned b = 0; b < blocks; ++b) {
-      for (unsigned t = 0; t < threads; ++t) {
-        blockIdx.x = b;
-        threadIdx.x = t;
-        kernel(args...);
-      }
+    blockDim.x = static_cast<unsigned>(threads);
+    auto body = [&] { kernel(args...); };
+    const std::vector<unsigned> thread_order = ordered(static_cast<unsigned>(threads), 0);
+    for (unsigned b : ordered(blocks, 1)) {
+      blockIdx.x = b;
+      Block& block = block_storage();
+      Block::current_block() = &block;
+      block.run(b, static_cast<unsigned>(threads), thread_order, body);
     }
   };
 }
+
 }  // namespace emulation
 
 #define UNIT_SCALING_LAUNCH(blocks, threads, stream, ...) \
   ((void)(stream), ::emulation::launch(blocks, threads, &__VA_ARGS__))
 
-// CUB's stable radix sort of (key, value) pairs over key bits [begin_bit, end_bit).
+// A block's static shared array: one per kernel instantiation (blocks run one at a time).
+#define UNIT_SCALING_SHARED_ARRAY(type, name, count) \
+  static type name[count];                           \
+  ::emulation::Block::current().note_shared(name, sizeof(name))
+
+// blocks_for()'s cap (launch.cuh), so that tests can force grid-stride loops to iterate.
+#define UNIT_SCALING_BLOCK_CAP (::emulation::config.block_cap)
+
+// CUB's stable radix sort of (key, value) pairs over key bits [begin_bit, end_bit), as a host
+// stable sort (the real CUB is device code). Counts the stream operations of CUB's onesweep
+// sort (backward.cu's cub_sort_operations) and asks for a real, non-empty temporary storage.
 namespace cub {
 struct DeviceRadixSort {
   template <typename Key, typename Value, typename NumItems>
   static cudaError_t SortPairs(void* temp, size_t& temp_bytes, const Key* keys_in, Key* keys_out,
                                const Value* values_in, Value* values_out, NumItems count,
                                int begin_bit, int end_bit, cudaStream_t = nullptr) {
+    const int passes = (end_bit - begin_bit + 7) / 8;
     if (temp == nullptr) {
-      temp_bytes = 1;
+      temp_bytes = 256 * (2 + static_cast<size_t>(passes));  // histograms and look-back states
       return cudaSuccess;
     }
+    if (temp_bytes < 256 * (2 + static_cast<size_t>(passes))) emulation::fail("sort temp short");
+    // CUB 3.0's onesweep as captured on an H100: 4 nodes of set-up, a memset and a pass per 8 bits
+    emulation::stream_operations += 4 + 2 * passes;
+    if (emulation::config.count_only) return cudaSuccess;
     const auto n = static_cast<size_t>(count);
     const auto bits = [&](Key key) {
       const int width = end_bit - begin_bit;

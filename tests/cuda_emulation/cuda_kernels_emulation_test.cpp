@@ -8,8 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -124,11 +126,33 @@ void expect_backward_matches_cpu(const BackwardCase& c) {
   Buffer workspace(workspace_bytes);
   Buffer gpu(out_bytes);
   std::memset(gpu.data(), 0xAB, out_bytes);  // every byte must be written
+  emulation::stream_operations = 0;
   ASSERT_EQ(
       cuda::write_scaled_gradient(c.dtype, indices, c.num_rows, c.padding_row, grad, c.dim, scale,
                                   gpu.data(), workspace.data(), workspace_bytes, nullptr),
       cudaSuccess);
   EXPECT_EQ(std::memcmp(cpu.data(), gpu.data(), out_bytes), 0) << "differs from the CPU kernel";
+  EXPECT_EQ(emulation::stream_operations,
+            cuda::backward_stream_operations(c.dtype, c.count, c.num_rows, c.dim));
+}
+
+// Sets the emulated device's configuration for one scope.
+class ScopedConfig {
+ public:
+  explicit ScopedConfig(const emulation::Config& config) : saved_(emulation::config) {
+    emulation::config = config;
+  }
+  ~ScopedConfig() { emulation::config = saved_; }
+
+ private:
+  emulation::Config saved_;
+};
+
+emulation::Config with(emulation::Order order, unsigned block_cap) {
+  emulation::Config config;
+  config.order = order;
+  config.block_cap = block_cap;
+  return config;
 }
 
 TEST(CudaKernelsEmulated, BackwardEqualsTheCpuKernelBitForBit) {
@@ -158,6 +182,120 @@ TEST(CudaKernelsEmulated, BackwardWithTheHeavyRowAsPaddingAndEmptyShapes) {
       {DType::kFloat32, IndexType::kInt64, 0, 10, 8, Spread::kUniform, -1, 0});
   expect_backward_matches_cpu(
       {DType::kFloat32, IndexType::kInt64, 10, 10, 0, Spread::kUniform, -1, 0});
+}
+
+TEST(CudaKernelsEmulated, BackwardOnTinyGridsInAnyOrder) {
+  // Grid-stride loops turn several times (a cap of 1-3 blocks), and threads and blocks run
+  // forward, reversed and shuffled: the result must not depend on any of it.
+  for (const emulation::Order order :
+       {emulation::Order::kForward, emulation::Order::kReverse, emulation::Order::kShuffled}) {
+    for (const unsigned cap : {1u, 2u, 3u}) {
+      const ScopedConfig scoped(with(order, cap));
+      SCOPED_TRACE(::testing::Message() << "order " << static_cast<int>(order) << " cap " << cap);
+      expect_backward_matches_cpu(
+          {DType::kFloat32, IndexType::kInt64, 700, 90, 12, Spread::kZipf, 1, 0});
+      expect_backward_matches_cpu(
+          {DType::kBFloat16, IndexType::kInt32, 300, 40, 16, Spread::kOneRow, -1, 0});
+    }
+  }
+}
+
+TEST(CudaKernelsEmulated, BackwardWithSeveralSortTiles) {
+  // Tiles of 512 to 2048 positions, at most 32, merged by rank: 5000 positions make 10 tiles of
+  // 512, 16383 make 32 of 512, 16385 make 17 of 1024.
+  const ScopedConfig scoped(with(emulation::Order::kShuffled, 3));
+  for (Spread spread : {Spread::kUniform, Spread::kZipf, Spread::kOneRow}) {
+    expect_backward_matches_cpu({DType::kFloat32, IndexType::kInt64, 5000, 300, 4, spread, 2, 0});
+  }
+  expect_backward_matches_cpu(
+      {DType::kBFloat16, IndexType::kInt32, 16383, 5, 8, Spread::kZipf, -1, 0});
+  expect_backward_matches_cpu(
+      {DType::kFloat64, IndexType::kInt64, 16385, 2000, 2, Spread::kUniform, 0, 0});
+}
+
+TEST(CudaKernelsEmulated, BackwardWith64BitKeysAndTheRadixSortPath) {
+  for (const bool wide : {false, true}) {
+    for (const bool radix : {false, true}) {
+      if (!wide && !radix) continue;  // the other tests
+      emulation::Config config;
+      config.wide_keys = wide;
+      config.large_sort = radix;
+      config.order = emulation::Order::kReverse;
+      config.block_cap = 3;
+      const ScopedConfig scoped(config);
+      SCOPED_TRACE(::testing::Message() << "wide " << wide << " radix " << radix);
+      for (Spread spread : {Spread::kUniform, Spread::kZipf, Spread::kOneRow}) {
+        expect_backward_matches_cpu(
+            {DType::kFloat32, IndexType::kInt64, 1000, 50, 8, spread, 4, 0});
+        // Several 64-bit tiles.
+        expect_backward_matches_cpu(
+            {DType::kFloat16, IndexType::kInt32, 3000, 700, 2, spread, -1, 0});
+      }
+      expect_backward_matches_cpu(
+          {DType::kFloat64, IndexType::kInt32, 97, 3, 5, Spread::kZipf, -1, 2});
+    }
+  }
+}
+
+TEST(CudaKernelsEmulated, BackwardInColumnSlicesWhenTheWindowSlotsAreCapped) {
+  for (const size_t budget : {size_t{1}, size_t{4096}, size_t{20000}}) {
+    emulation::Config config;
+    config.parts_budget = budget;  // slices of 8 columns and up
+    config.order = emulation::Order::kShuffled;
+    const ScopedConfig scoped(config);
+    SCOPED_TRACE(::testing::Message() << "budget " << budget);
+    expect_backward_matches_cpu(
+        {DType::kFloat32, IndexType::kInt64, 2000, 60, 40, Spread::kZipf, 3, 0});
+    expect_backward_matches_cpu(
+        {DType::kBFloat16, IndexType::kInt64, 2000, 60, 36, Spread::kZipf, -1, 0});
+    expect_backward_matches_cpu(
+        {DType::kFloat64, IndexType::kInt32, 900, 10, 21, Spread::kOneRow, -1, 2});
+  }
+}
+
+TEST(CudaKernelsEmulated, BackwardAtTheGpt2ShapeIsFourStreamOperations) {
+  // GPT-2: V = 50257, D = 768. The count is fixed on the host (a CUDA graph of the backward has
+  // this many nodes: tests/cuda_build/device_check.cu); a regression shows here. It was 12.
+  constexpr int64_t kVocab = 50257;
+  EXPECT_EQ(cuda::backward_stream_operations(DType::kBFloat16, 8192, kVocab, 768), 4);
+  EXPECT_EQ(cuda::backward_stream_operations(DType::kFloat32, 8192, kVocab, 768), 4);
+  EXPECT_EQ(cuda::backward_stream_operations(DType::kBFloat16, 65536, kVocab, 768), 4);
+  EXPECT_EQ(cuda::backward_stream_operations(DType::kBFloat16, 65536, 128256, 4096), 4);
+  EXPECT_EQ(cuda::backward_stream_operations(DType::kBFloat16, 512, kVocab, 768), 3);
+  EXPECT_EQ(cuda::backward_stream_operations(DType::kBFloat16, 32, kVocab, 768), 2);
+  for (const int64_t count : {int64_t{8192}, int64_t{65536}, int64_t{1} << 20}) {
+    emulation::Config config;
+    config.count_only = true;  // enqueue, count, run nothing
+    const ScopedConfig scoped(config);
+    const std::vector<int64_t> values(static_cast<size_t>(count), 0);
+    Buffer index_buffer(values.size() * 8);
+    const IndexArray indices = index_array(values, IndexType::kInt64, index_buffer);
+    const size_t bytes = cuda::backward_workspace_bytes(DType::kBFloat16, count, kVocab, 768);
+    Buffer workspace(bytes);
+    Buffer out(64);
+    emulation::stream_operations = 0;
+    ASSERT_EQ(cuda::write_scaled_gradient(DType::kBFloat16, indices, kVocab, -1, out.data(), 768,
+                                          1.0, out.data(), workspace.data(), bytes, nullptr),
+              cudaSuccess);
+    EXPECT_EQ(emulation::stream_operations,
+              cuda::backward_stream_operations(DType::kBFloat16, count, kVocab, 768))
+        << count;
+  }
+  // And the GPT-2 vocabulary for real, at a narrow width.
+  expect_backward_matches_cpu(
+      {DType::kFloat32, IndexType::kInt64, 8192, kVocab, 8, Spread::kZipf, -1, 0});
+}
+
+TEST(CudaKernelsEmulated, BackwardWorkspaceIsBoundedByNeed) {
+  // The window slots take at most 32 MiB per column slice; no offsets array, no part pairs.
+  const size_t mib = size_t{1} << 20;
+  const size_t llama =
+      cuda::backward_workspace_bytes(DType::kFloat32, int64_t{1} << 20, 128256, 4096);
+  EXPECT_LE(llama, 32 * mib + 4 * (size_t{4} << 20) + mib) << llama;  // 4 key arrays + sort temp
+  const size_t gpt2 = cuda::backward_workspace_bytes(DType::kBFloat16, 8192, 50257, 768);
+  EXPECT_LE(gpt2, 3 * 4 * 8192 + 255 * 768 * 4 + 768) << gpt2;  // sorted, tile keys, 255 slots
+  EXPECT_EQ(cuda::backward_workspace_bytes(DType::kFloat32, 0, 10, 8), 0u);
+  EXPECT_EQ(cuda::backward_workspace_bytes(DType::kFloat32, 32, 10, 8), 2 * 256u);  // no slots
 }
 
 struct GatherCase {
@@ -232,6 +370,143 @@ TEST(CudaKernelsEmulated, BadIndicesAreReportedAtTheFirstPosition) {
     const float expected = values[p] >= 0 && values[p] < 10 ? 1.5f : 0.0f;
     for (size_t c = 0; c < 4; ++c) EXPECT_EQ(out[p * 4 + c], expected) << p;
   }
+}
+
+struct RenormCase {
+  DType dtype;
+  IndexType index_type;
+  int64_t rows, cols, row_stride, col_stride;
+  double norm_type;
+};
+
+// The CUDA renorm against the CPU kernel, bit for bit: the same rows rescaled, by the same
+// factor, with norms accumulated in the same order.
+void expect_renorm_matches_cpu(const RenormCase& c) {
+  SCOPED_TRACE(::testing::Message()
+               << "dtype " << static_cast<int>(c.dtype) << " rows " << c.rows << " cols " << c.cols
+               << " strides " << c.row_stride << "," << c.col_stride << " p " << c.norm_type);
+  const size_t bytes = element_bytes(c.dtype);
+  const int64_t span = (c.rows - 1) * c.row_stride + (c.cols - 1) * c.col_stride + 1;
+  Buffer cpu_table(static_cast<size_t>(span) * bytes);
+  Buffer gpu_table(static_cast<size_t>(span) * bytes);
+  std::mt19937_64 rng(17);
+  std::normal_distribution<double> normal;
+  for (int64_t i = 0; i < span; ++i) store(c.dtype, cpu_table.data(), i, 3.0 * normal(rng));
+  // One row of NaN and one of zeros: the norm stays NaN (no rescale), zero is never rescaled.
+  store(c.dtype, cpu_table.data(), 1 * c.row_stride, std::nan(""));
+  for (int64_t col = 0; col < c.cols; ++col) {
+    store(c.dtype, cpu_table.data(), 2 * c.row_stride + col * c.col_stride, 0.0);
+  }
+  std::memcpy(gpu_table.data(), cpu_table.data(), static_cast<size_t>(span) * bytes);
+  Buffer initial(static_cast<size_t>(span) * bytes);
+  std::memcpy(initial.data(), cpu_table.data(), static_cast<size_t>(span) * bytes);
+  // Repeated rows (Zipf): each distinct row is rescaled once.
+  std::vector<int64_t> values = make_indices(200, c.rows, Spread::kZipf, 9);
+  values[0] = 1;
+  values[1] = 2;
+  std::vector<int64_t> distinct(values);
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  // A max_norm that some rows exceed and others do not: the median norm, roughly.
+  const double max_norm =
+      std::isinf(c.norm_type)
+          ? 4.0
+          : (c.norm_type < 1 ? 1.5 : 3.0) * std::pow(static_cast<double>(c.cols), 1 / c.norm_type);
+  renorm_rows(c.dtype, {cpu_table.data(), c.rows, c.cols, c.row_stride, c.col_stride}, distinct,
+              max_norm, c.norm_type, Executor{});
+
+  Buffer index_buffer(values.size() * 8);
+  const IndexArray indices = index_array(values, c.index_type, index_buffer);
+  Buffer claimed(cuda::renorm_workspace_bytes(c.rows));
+  const unsigned long long status = 0;
+  ASSERT_EQ(
+      cuda::renorm_rows(c.dtype, {gpu_table.data(), c.rows, c.cols, c.row_stride, c.col_stride},
+                        indices, max_norm, c.norm_type, &status, claimed.data(), nullptr),
+      cudaSuccess);
+  EXPECT_EQ(std::memcmp(cpu_table.data(), gpu_table.data(), static_cast<size_t>(span) * bytes), 0)
+      << "differs from the CPU kernel";
+  EXPECT_NE(std::memcmp(initial.data(), gpu_table.data(), static_cast<size_t>(span) * bytes), 0)
+      << "no row was rescaled: the case tests nothing";
+}
+
+TEST(CudaKernelsEmulated, RenormEqualsTheCpuKernelBitForBit) {
+  for (const emulation::Order order : {emulation::Order::kForward, emulation::Order::kShuffled}) {
+    const ScopedConfig scoped(with(order, 2));  // 16 warps for 200 positions: the loop turns
+    for (DType dtype : {DType::kFloat32, DType::kFloat64, DType::kFloat16, DType::kBFloat16}) {
+      for (const double p : {1.0, 2.0, 3.0, 0.5, static_cast<double>(INFINITY)}) {
+        expect_renorm_matches_cpu({dtype, IndexType::kInt64, 40, 70, 70, 1, p});  // 32 + 32 + 6
+        expect_renorm_matches_cpu({dtype, IndexType::kInt32, 40, 5, 9, 1, p});    // padded rows
+        expect_renorm_matches_cpu({dtype, IndexType::kInt64, 30, 33, 1, 30, p});  // transposed
+      }
+    }
+  }
+}
+
+TEST(CudaKernelsEmulated, RenormWritesNothingAfterABadIndex) {
+  std::vector<float> table(10 * 4, 100.0f);
+  const std::vector<float> original(table);
+  const std::vector<int64_t> values{3, 9, 1};
+  Buffer index_buffer(values.size() * 8);
+  const IndexArray indices = index_array(values, IndexType::kInt64, index_buffer);
+  Buffer claimed(cuda::renorm_workspace_bytes(10));
+  const unsigned long long status = 2;  // what check_indices leaves after a bad index
+  ASSERT_EQ(cuda::renorm_rows(DType::kFloat32, {table.data(), 10, 4, 4, 1}, indices, 1.0, 2.0,
+                              &status, claimed.data(), nullptr),
+            cudaSuccess);
+  EXPECT_EQ(table, original);
+  // No work, no stream operation (and no zero-byte memset): zero rows, zero width, inf.
+  emulation::stream_operations = 0;
+  EXPECT_EQ(cuda::renorm_rows(DType::kFloat32, {nullptr, 0, 4, 4, 1}, indices, 1.0, 2.0, &status,
+                              nullptr, nullptr),
+            cudaSuccess);
+  EXPECT_EQ(cuda::renorm_rows(DType::kFloat32, {table.data(), 10, 0, 0, 1}, indices, 1.0, 2.0,
+                              &status, nullptr, nullptr),
+            cudaSuccess);
+  EXPECT_EQ(emulation::stream_operations, 0);
+}
+
+// The emulation itself: what it must refuse, as a GPU would.
+__global__ void barrier_in_a_branch() {
+  if (threadIdx.x < 16) __syncthreads();
+}
+__global__ void warp_sum(int* out) {
+  int value = static_cast<int>(threadIdx.x);
+  for (int offset = 16; offset > 0; offset /= 2)
+    value += __shfl_xor_sync(0xFFFFFFFFu, value, offset);
+  out[threadIdx.x] = value;
+}
+__global__ void block_reverse(int* data) {
+  UNIT_SCALING_SHARED_ARRAY(int, tile, 64);
+  tile[threadIdx.x] = data[threadIdx.x];
+  __syncthreads();
+  data[threadIdx.x] = tile[63 - threadIdx.x];
+}
+__global__ void too_much_shared(int* data) {
+  UNIT_SCALING_SHARED_ARRAY(int, tile, 13000);
+  data[threadIdx.x] = tile[threadIdx.x];
+}
+__global__ void noop() {}
+
+TEST(CudaEmulation, BarriersShufflesAndSharedMemoryWork) {
+  for (const emulation::Order order : {emulation::Order::kForward, emulation::Order::kShuffled}) {
+    const ScopedConfig scoped(with(order, 65536));
+    std::vector<int> out(64, -1);
+    UNIT_SCALING_LAUNCH(1, 64, nullptr, warp_sum)(out.data());
+    for (int t = 0; t < 64; ++t) EXPECT_EQ(out[t], t < 32 ? 496 : 32 * 32 + 496) << t;
+    std::vector<int> data(64);
+    std::iota(data.begin(), data.end(), 0);
+    UNIT_SCALING_LAUNCH(1, 64, nullptr, block_reverse)(data.data());
+    for (int t = 0; t < 64; ++t) EXPECT_EQ(data[t], 63 - t);
+  }
+}
+
+TEST(CudaEmulationDeathTest, RefusesWhatAGpuWouldRefuse) {
+  EXPECT_DEATH(UNIT_SCALING_LAUNCH(1, 2048, nullptr, noop)(), "threads per block");
+  EXPECT_DEATH(UNIT_SCALING_LAUNCH(0, 32, nullptr, noop)(), "blocks outside");
+  EXPECT_DEATH(UNIT_SCALING_LAUNCH(1, 32, nullptr, barrier_in_a_branch)(), "__syncthreads");
+  std::vector<int> data(64);
+  EXPECT_DEATH(UNIT_SCALING_LAUNCH(1, 32, nullptr, too_much_shared)(data.data()), "48 KiB");
+  EXPECT_DEATH(cudaMemsetAsync(nullptr, 0, 0, nullptr), "cudaMemsetAsync");
 }
 
 }  // namespace

@@ -1,26 +1,50 @@
-// The unit-scaled weight gradient on the device, deterministic and without host syncs.
+// The unit-scaled weight gradient on the device: deterministic, no host syncs, no atomics in the
+// sums, a fixed number of stream operations known on the host (capturable in a CUDA graph).
 //
-// Math: grad_weight[r, :] = s * sum_{p : indices[p] == r, r != padding} grad_out[p, :].
-// Algorithm (every step a kernel on the stream; sizes known on the host up front):
-//  1. keys: key[p] = indices[p] (the padding row's positions get the key V, which sorts after
-//     every row), value[p] = p; a bad index stops the device (assertion).
-//  2. a stable radix sort of (key, value) over the bit_width(V) low bits (CUB): the positions
-//     grouped by row, ascending within a row -- the order of kernels/summation_order.h.
-//  3. offsets: offsets[r] = the first sorted entry with key >= r (a binary search per row), so
-//     row r owns the sorted entries [offsets[r], offsets[r + 1]).
-//  4. window parts: the sorted entries are cut into windows of kSumWindow. A row inside one
-//     window is summed entirely by step 5. For a row that spans windows, each window's part of
-//     it is summed here, one block per window, in float32 (float64): the part of the first run
-//     of a window into first_part[w], of the last run into last_part[w].
-//  5. rows: one thread per (row, column word) writes the row: zeros for rows nobody looked up;
-//     a one-window row summed from zero in order; a longer row as its first window's part
-//     plus the following windows' first parts, in window order. Then times s once, rounded
-//     once. A heavy (Zipf) row thus costs one thread kSumWindow additions per window in step 4
-//     and one addition per window here, instead of one long serial loop.
-// The same order as the CPU kernel, so the two agree bit for bit.
-// Memory traffic: grad_out (N x D) read once (in step 4 or 5), grad_weight (V x D) written once;
-// plus O(N) keys and values through the sort, V + 1 offsets, and 2 N / kSumWindow x D partial
-// sums (only the windows' boundary runs are written).
+// Math: grad_weight[r, :] = s * sum_{p : indices[p] == r, r != padding} grad_out[p, :], each row
+// summed in the order of kernels/summation_order.h -- the positions sorted by row (ascending
+// within a row, padding left out), cut into windows of kSumWindow = 32 sorted entries; a row's
+// part in each window summed from zero, the parts added in window order -- in float32 (float64
+// for double), scaled once, rounded once. The CPU kernel (kernels/backward.cpp) follows the same
+// order, so the two agree bit for bit.
+//
+// Algorithm. Step A sorts the (row, position) pairs; steps B and C sum.
+//  A, small N (N <= 65536: at most 32 tiles of 512 to 2048 consecutive positions):
+//    A1 tile_sort: one block per tile reads the indices, checks them (device assertion), and
+//       sorts the composite keys (row << tile_bits | local position) of its tile in shared
+//       memory (bitonic, one compare-exchange per thread and step; the keys are distinct, so
+//       the order is the stable one). A single tile (N <= 512) writes the sorted rows and
+//       positions and A is done.
+//    A2 merge: one warp per entry; lane u counts the entries of tile u ordered before it --
+//       rows <= r in earlier tiles, rows < r in later ones: one binary search in a 512-2048
+//       entry tile -- the warp adds the counts and the entry is written at its index in its own
+//       tile plus that sum. No scan, no histogram, no memset; the tiles stay in L2.
+//  A, large N: a key kernel (the rows, the padding row as V, which sorts after every row; the
+//    index check) and CUB's stable device radix sort over bit_width(V) bits.
+//  B window parts (only when N > 32): one block per window w >= 1. When a row enters w from
+//    the window before (sorted_rows[32w - 1] == sorted_rows[32w]), its part in w (its entries of
+//    w, from zero, in order) goes to slot w - 1. At most one row enters a window, so one slot
+//    per window boundary; windows nobody enters write nothing.
+//  C rows: one block per 32 rows; 33 threads find the rows' bounds [begin, end) in the sorted
+//    rows by binary search (no offsets array) into shared memory, then one thread per (row,
+//    column word) writes the row: zeros for rows nobody looked up; the row's entries of its first
+//    window summed from zero, plus the slots of the following windows in order; times s, rounded
+//    once. A heavy (Zipf) row costs one thread <= 32 additions plus one per window it spans;
+//    the windows' parts are summed in parallel by step B.
+//  B and C run once per column slice: the slots of one slice take at most kPartsBudget (32 MiB)
+//  bytes, so for huge N x D the columns are processed in slices (a number known on the host).
+// Stream operations per backward (backward_stream_operations): 4 for 512 < N <= 65536 -- tile
+// sort, merge, window parts, rows -- e.g. at GPT-2 (V = 50257, D = 768, N = 8192); 3 for
+// N <= 512; for larger N 1 + CUB's (4 + 2 per 8 key bits) + 2 per column slice. Before: 12 at
+// GPT-2 (keys, CUB's 8, offsets, window parts, rows).
+// Workspace (backward_workspace_bytes), with k = 4 bytes per key (8 when V or N need 64 bits):
+//   sorted rows and positions 2 k N; small N with several tiles + k' N (tile keys, k' = 4 or 8);
+//   large N + 2 k N + CUB's temporary storage; window slots (ceil(N / 32) - 1) x min(D, slice) x
+//   acc <= max(32 MiB, (ceil(N / 32) - 1) x 8 x acc). No offsets array (it was 8 (V + 1) bytes) and
+//   no per-window pair of parts (2 ceil(N/32) D acc: 1 GiB at N = 2^20, D = 4096).
+// Memory traffic: grad_out (N x D) read once (each entry by step B or C), grad_weight (V x D)
+// written once; the slots written once and read once; O(N) keys through the sort (in shared
+// memory for small N), and log2(N) cached reads of the sorted rows per 32 output rows.
 #include <algorithm>
 #ifndef UNIT_SCALING_CUDA_EMULATION
 #include <cub/device/device_radix_sort.cuh>
@@ -39,13 +63,151 @@ using kernels::detail::Element;
 // Columns per thread: 16 bytes of the gradient's storage type, when the row allows.
 template <typename T>
 constexpr int kWideWord = static_cast<int>(16 / sizeof(T));
+// Every kWideWord divides this: column slices are multiples of it.
+constexpr int64_t kSliceAlign = 8;
 
 template <typename T, int kWord>
 struct alignas(sizeof(T) * kWord) Word {
   T v[kWord];
 };
 
-// Step 1. Key = the row (V for padding positions), value = the position.
+// The small-N sort: at most kMaxTiles tiles of at most kMaxTileEntries positions (16 KiB of
+// 64-bit keys in shared memory), at least 2^kMinTileBits per tile.
+constexpr int kMinTileBits = 9;
+constexpr int kMaxTileBits = 11;
+constexpr int64_t kMaxTileEntries = int64_t{1} << kMaxTileBits;
+constexpr int64_t kMaxTiles = 32;  // one per lane of the merge's warp
+static_assert(kMaxTileEntries * sizeof(uint64_t) <= detail::kStaticSharedBytes);
+
+constexpr int kRowsPerBlock = 32;                       // step C
+constexpr int64_t kMaxSliceColumns = int64_t{1} << 24;  // kRowsPerBlock x columns < 2^31
+constexpr size_t kPartsBudget = size_t{32} << 20;       // bytes of window slots per column slice
+
+// The number of entries of sorted[0, n) that are < value.
+template <typename Key>
+__device__ __forceinline__ int64_t count_below(const Key* __restrict__ sorted, int64_t n,
+                                               Key value) {
+  int64_t low = 0;
+  while (n > 0) {
+    const int64_t half = n / 2;
+    if (sorted[low + half] < value) {
+      low += half + 1;
+      n -= half + 1;
+    } else {
+      n = half;
+    }
+  }
+  return low;
+}
+
+// The number of entries of sorted[0, n) that are <= value.
+template <typename Key>
+__device__ __forceinline__ int64_t count_at_most(const Key* __restrict__ sorted, int64_t n,
+                                                 Key value) {
+  int64_t low = 0;
+  while (n > 0) {
+    const int64_t half = n / 2;
+    if (!(value < sorted[low + half])) {
+      low += half + 1;
+      n -= half + 1;
+    } else {
+      n = half;
+    }
+  }
+  return low;
+}
+
+// Step A1. One block per tile of 2^tile_bits consecutive positions (grid-stride over the tiles).
+template <typename Index, typename Key, typename Composite>
+__global__ void tile_sort_kernel(const Index* __restrict__ indices, int64_t count, int64_t num_rows,
+                                 int64_t padding_row, int tile_bits,
+                                 Composite* __restrict__ tile_keys, Key* __restrict__ sorted_rows,
+                                 Key* __restrict__ sorted_positions) {
+  UNIT_SCALING_SHARED_ARRAY(Composite, tile, kMaxTileEntries);
+  const IndexReport trap{nullptr, true};
+  const int64_t entries = int64_t{1} << tile_bits;
+  const Composite local = (Composite{1} << tile_bits) - 1;
+  const int64_t tiles = (count + entries - 1) / entries;
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {  // uniform over the block
+    const int64_t begin = t * entries;
+    const auto n = static_cast<unsigned>(min(entries, count - begin));
+    unsigned size = 2;  // the bitonic network's width: a power of two >= n
+    while (size < n) size *= 2;
+    for (unsigned i = threadIdx.x; i < size; i += blockDim.x) {
+      Composite key = ~Composite{0};  // fillers sort after every entry
+      if (i < n) {
+        const int64_t row = indices[begin + i];
+        if (!detail::index_valid(row, num_rows)) {
+          detail::report_bad_index(trap, count, begin + i, row, num_rows);
+        }
+        const auto key_row = static_cast<Composite>(row == padding_row ? num_rows : row);
+        key = static_cast<Composite>(key_row << tile_bits) | static_cast<Composite>(i);
+      }
+      tile[i] = key;
+    }
+    __syncthreads();
+    // 32-bit index arithmetic and no division: j is a power of two.
+    for (unsigned k = 2; k <= size; k *= 2) {
+      for (unsigned j = k / 2; j > 0; j /= 2) {
+        for (unsigned i = threadIdx.x; i < size / 2; i += blockDim.x) {
+          const unsigned low = ((i & ~(j - 1)) << 1) | (i & (j - 1));
+          const Composite a = tile[low];
+          const Composite b = tile[low + j];
+          if ((a > b) == ((low & k) == 0)) {
+            tile[low] = b;
+            tile[low + j] = a;
+          }
+        }
+        __syncthreads();
+      }
+    }
+    for (unsigned i = threadIdx.x; i < n; i += blockDim.x) {
+      if (tiles == 1) {
+        sorted_rows[i] = static_cast<Key>(tile[i] >> tile_bits);
+        sorted_positions[i] = static_cast<Key>(tile[i] & local);
+      } else {
+        tile_keys[begin + i] = tile[i];
+      }
+    }
+    __syncthreads();  // before the next tile reuses `tile`
+  }
+}
+
+// Step A2. One warp per entry of the tile-sorted keys; lane u counts the entries of tile u
+// (u, u + 32, ...) that go before it, and the warp adds the counts (integers: exact).
+template <typename Key, typename Composite>
+__global__ void merge_kernel(const Composite* __restrict__ tile_keys, int64_t count, int tile_bits,
+                             Key* __restrict__ sorted_rows, Key* __restrict__ sorted_positions) {
+  const int64_t entries = int64_t{1} << tile_bits;
+  const Composite local = (Composite{1} << tile_bits) - 1;
+  const int64_t tiles = (count + entries - 1) / entries;
+  const int lane = static_cast<int>(threadIdx.x % detail::kWarp);
+  const int64_t warps = int64_t{gridDim.x} * (blockDim.x / detail::kWarp);
+  for (int64_t e = detail::first_item() / detail::kWarp; e < count; e += warps) {  // per warp
+    const int64_t t = e >> tile_bits;
+    const Composite key = tile_keys[e];
+    const Composite row_first = key & ~local;  // (row, local position 0)
+    int64_t before = 0;
+    for (int64_t u = lane; u < tiles; u += detail::kWarp) {
+      if (u == t) continue;
+      const int64_t begin = u * entries;
+      const int64_t n = min(entries, count - begin);
+      // Earlier tiles: their entries of rows <= r come first; later tiles: rows < r.
+      before += u < t ? count_at_most(tile_keys + begin, n, key | local)
+                      : count_below(tile_keys + begin, n, row_first);
+    }
+    for (int offset = detail::kWarp / 2; offset > 0; offset /= 2) {
+      before += __shfl_xor_sync(0xFFFFFFFFu, before, offset);
+    }
+    if (lane == 0) {
+      const int64_t rank = before + (e - t * entries);
+      sorted_rows[rank] = static_cast<Key>(key >> tile_bits);
+      sorted_positions[rank] = static_cast<Key>(t * entries + static_cast<int64_t>(key & local));
+    }
+  }
+}
+
+// Large N, step 1 of the radix-sort path: key = the row (V for padding), value = the position.
 template <typename Index, typename Key>
 __global__ void make_keys_kernel(const Index* __restrict__ indices, int64_t count, int64_t num_rows,
                                  int64_t padding_row, Key* __restrict__ keys,
@@ -60,124 +222,123 @@ __global__ void make_keys_kernel(const Index* __restrict__ indices, int64_t coun
   }
 }
 
-// Step 3. offsets[r] for r in [0, num_rows]: lower bound of r in the sorted keys.
-template <typename Key>
-__global__ void offsets_kernel(const Key* __restrict__ sorted_keys, int64_t count, int64_t num_rows,
-                               int64_t* __restrict__ offsets) {
-  for (int64_t r = detail::first_item(); r <= num_rows; r += detail::stride()) {
-    int64_t low = 0;
-    int64_t high = count;
-    while (low < high) {
-      const int64_t mid = low + (high - low) / 2;
-      if (static_cast<int64_t>(sorted_keys[mid]) < r) {
-        low = mid + 1;
-      } else {
-        high = mid;
-      }
-    }
-    offsets[r] = low;
-  }
-}
+// The column words [first_word, first_word + words) of every row: one slice of steps B and C.
+struct Slice {
+  int64_t words_per_row, first_word, words;
+};
 
-__device__ __forceinline__ bool spans_windows(int64_t begin, int64_t end) {
-  return sum_window(begin) != sum_window(end - 1);
-}
-
-// Sums the gradient rows of sorted entries [begin, end), columns [word * kWord, + kWord), from
-// zero in order, into sum.
+// Sums the gradient rows of sorted entries [begin, end) at one column word into sum (from zero),
+// in entry order. The loads of kBatch entries are issued before their additions, so a long run
+// waits for memory once per batch, not once per entry.
 template <typename T, int kWord, typename Key>
 __device__ __forceinline__ void sum_entries(const Word<T, kWord>* __restrict__ grad,
-                                            int64_t words_per_row, const Key* __restrict__ values,
-                                            int64_t begin, int64_t end, int64_t word,
-                                            typename Element<T>::Acc (&sum)[kWord]) {
+                                            int64_t words_per_row, int64_t word,
+                                            const Key* __restrict__ positions, int64_t begin,
+                                            int64_t end, typename Element<T>::Acc (&sum)[kWord]) {
+  constexpr int kBatch = 8;
   for (int k = 0; k < kWord; ++k) sum[k] = 0;
-  for (int64_t i = begin; i < end; ++i) {
-    const Word<T, kWord> g = grad[static_cast<int64_t>(values[i]) * words_per_row + word];
+  int64_t i = begin;
+  for (; i + kBatch <= end; i += kBatch) {
+    Word<T, kWord> g[kBatch];
+    for (int b = 0; b < kBatch; ++b) {
+      g[b] = grad[static_cast<int64_t>(positions[i + b]) * words_per_row + word];
+    }
+    for (int b = 0; b < kBatch; ++b) {
+      for (int k = 0; k < kWord; ++k) sum[k] += Element<T>::load(g[b].v[k]);
+    }
+  }
+  for (; i < end; ++i) {
+    const Word<T, kWord> g = grad[static_cast<int64_t>(positions[i]) * words_per_row + word];
     for (int k = 0; k < kWord; ++k) sum[k] += Element<T>::load(g.v[k]);
   }
 }
 
-// Step 4. One block per window (first_window + blockIdx.x), threads over the column words.
+// Step B. One block per window w in [1, windows) (grid-stride), threads over the column words.
 template <typename T, int kWord, typename Key>
-__global__ void window_parts_kernel(int64_t first_window, const Word<T, kWord>* __restrict__ grad,
-                                    int64_t words_per_row, const Key* __restrict__ sorted_keys,
-                                    const Key* __restrict__ values,
-                                    const int64_t* __restrict__ offsets, int64_t num_rows,
-                                    typename Element<T>::Acc* __restrict__ first_part,
-                                    typename Element<T>::Acc* __restrict__ last_part) {
+__global__ void window_parts_kernel(const Word<T, kWord>* __restrict__ grad, Slice slice,
+                                    const Key* __restrict__ sorted_rows,
+                                    const Key* __restrict__ positions, int64_t count,
+                                    int64_t num_rows,
+                                    typename Element<T>::Acc* __restrict__ slots) {
   using Acc = typename Element<T>::Acc;
-  const int64_t valid = offsets[num_rows];  // entries that are not padding
-  const int64_t window = first_window + blockIdx.x;
-  const int64_t begin = window * kSumWindow;
-  if (begin >= valid) return;
-  const int64_t end = sum_window_end(begin, valid);
-  const int64_t dim = words_per_row * kWord;
-  const auto first_row = static_cast<int64_t>(sorted_keys[begin]);
-  const auto last_row = static_cast<int64_t>(sorted_keys[end - 1]);
-  const int64_t first_begin = offsets[first_row];
-  const int64_t first_end = offsets[first_row + 1];
-  const int64_t last_begin = offsets[last_row];
-  const int64_t last_end = offsets[last_row + 1];
-  const bool first_spans = spans_windows(first_begin, first_end);
-  const bool last_spans = last_row != first_row && spans_windows(last_begin, last_end);
-  for (int64_t word = threadIdx.x; word < words_per_row; word += blockDim.x) {
-    Acc sum[kWord];
-    if (first_spans) {
-      sum_entries<T, kWord>(grad, words_per_row, values, begin, min(end, first_end), word, sum);
-      for (int k = 0; k < kWord; ++k) first_part[window * dim + word * kWord + k] = sum[k];
-    }
-    if (last_spans) {
-      sum_entries<T, kWord>(grad, words_per_row, values, last_begin, end, word, sum);
-      for (int k = 0; k < kWord; ++k) last_part[window * dim + word * kWord + k] = sum[k];
+  const int64_t windows = (count + kSumWindow - 1) / kSumWindow;
+  for (int64_t w = 1 + blockIdx.x; w < windows; w += gridDim.x) {
+    const int64_t begin = w * kSumWindow;
+    const Key row = sorted_rows[begin];
+    // Padding (key V), or no row enters w from the window before: nothing to keep.
+    if (static_cast<int64_t>(row) >= num_rows || sorted_rows[begin - 1] != row) continue;
+    // The row's entries in w: [begin, end), found by a binary search (5 loads, not up to 32
+    // dependent ones).
+    const int64_t end =
+        begin + count_at_most(sorted_rows + begin, sum_window_end(begin, count) - begin, row);
+    Acc* slot = slots + (w - 1) * slice.words * kWord;
+    for (int64_t word = threadIdx.x; word < slice.words; word += blockDim.x) {
+      Acc sum[kWord];
+      sum_entries<T, kWord>(grad, slice.words_per_row, slice.first_word + word, positions, begin,
+                            end, sum);
+      for (int k = 0; k < kWord; ++k) slot[word * kWord + k] = sum[k];
     }
   }
 }
 
-// Step 5. One thread per (row, column word), grid-stride.
+// Step C. One block per kRowsPerBlock rows (grid-stride), threads over (row, column word).
 template <typename T, int kWord, typename Key>
-__global__ void rows_kernel(const Word<T, kWord>* __restrict__ grad, int64_t words_per_row,
-                            const Key* __restrict__ values, const int64_t* __restrict__ offsets,
-                            int64_t num_rows,
-                            const typename Element<T>::Acc* __restrict__ first_part,
-                            const typename Element<T>::Acc* __restrict__ last_part,
+__global__ void rows_kernel(const Word<T, kWord>* __restrict__ grad, Slice slice,
+                            const Key* __restrict__ sorted_rows, const Key* __restrict__ positions,
+                            int64_t count, int64_t num_rows,
+                            const typename Element<T>::Acc* __restrict__ slots,
                             typename Element<T>::Acc scale, Word<T, kWord>* __restrict__ result) {
   using Acc = typename Element<T>::Acc;
-  const int64_t total = num_rows * words_per_row;
-  const int64_t dim = words_per_row * kWord;
-  for (int64_t t = detail::first_item(); t < total; t += detail::stride()) {
-    const int64_t row = t / words_per_row;
-    const int64_t word = t - row * words_per_row;
-    const int64_t begin = offsets[row];
-    const int64_t end = offsets[row + 1];
-    Word<T, kWord> out;
-    if (begin == end) {
-      for (int k = 0; k < kWord; ++k) out.v[k] = Element<T>::store(Acc{0});
-      result[t] = out;
-      continue;
+  UNIT_SCALING_SHARED_ARRAY(int64_t, bounds, kRowsPerBlock + 1);
+  const int64_t groups = (num_rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {  // uniform over the block
+    const int64_t first_row = g * kRowsPerBlock;
+    const int64_t rows = min(int64_t{kRowsPerBlock}, num_rows - first_row);
+    // Row first_row + i owns the sorted entries [bounds[i], bounds[i + 1]); key V (padding)
+    // sorts after every row.
+    for (int64_t i = threadIdx.x; i <= rows; i += blockDim.x) {
+      bounds[i] = count_below(sorted_rows, count, static_cast<Key>(first_row + i));
     }
-    Acc sum[kWord];
-    if (!spans_windows(begin, end)) {
-      sum_entries<T, kWord>(grad, words_per_row, values, begin, end, word, sum);
-    } else {
-      const int64_t first_window = sum_window(begin);
-      const Acc* part = begin == first_window * kSumWindow ? first_part : last_part;
-      for (int k = 0; k < kWord; ++k) sum[k] = part[first_window * dim + word * kWord + k];
-      for (int64_t w = first_window + 1; w <= sum_window(end - 1); ++w) {
-        for (int k = 0; k < kWord; ++k) sum[k] += first_part[w * dim + word * kWord + k];
+    __syncthreads();
+    // 32-bit division: rows x slice.words < 2^31 (slices are at most kMaxSliceColumns wide).
+    const auto words = static_cast<unsigned>(slice.words);
+    for (unsigned t = threadIdx.x; t < static_cast<unsigned>(rows) * words; t += blockDim.x) {
+      const unsigned r = t / words;
+      const int64_t word = slice.first_word + (t - r * words);
+      const int64_t begin = bounds[r];
+      const int64_t end = bounds[r + 1];
+      Acc sum[kWord];
+      if (begin == end) {
+        for (int k = 0; k < kWord; ++k) sum[k] = 0;
+      } else {
+        // The first window's entries from zero (the whole row when it stays in one window).
+        sum_entries<T, kWord>(grad, slice.words_per_row, word, positions, begin,
+                              sum_window_end(begin, end), sum);
+        // Then the slots of the windows the row enters, in window order (loads in batches).
+        const Acc* slot = slots + (sum_window(begin) * slice.words + (word - slice.first_word)) *
+                                      kWord;  // slot of window sum_window(begin) + 1
+        const int64_t stride = slice.words * kWord;
+        int64_t left = sum_window(end - 1) - sum_window(begin);
+        for (; left >= 4; left -= 4, slot += 4 * stride) {
+          Acc part[4][kWord];
+          for (int b = 0; b < 4; ++b) {
+            for (int k = 0; k < kWord; ++k) part[b][k] = slot[b * stride + k];
+          }
+          for (int b = 0; b < 4; ++b) {
+            for (int k = 0; k < kWord; ++k) sum[k] += part[b][k];
+          }
+        }
+        for (; left > 0; --left, slot += stride) {
+          for (int k = 0; k < kWord; ++k) sum[k] += slot[k];
+        }
       }
+      Word<T, kWord> out;
+      for (int k = 0; k < kWord; ++k) out.v[k] = Element<T>::store(sum[k] * scale);
+      result[(first_row + r) * slice.words_per_row + word] = out;
     }
-    for (int k = 0; k < kWord; ++k) out.v[k] = Element<T>::store(sum[k] * scale);
-    result[t] = out;
+    __syncthreads();  // before the next group overwrites `bounds`
   }
 }
-
-// The workspace, carved in this order (each part 256-byte aligned).
-struct Layout {
-  size_t keys, keys_sorted, values, values_sorted, offsets, first_part, last_part, sort_temp;
-  size_t total;
-};
-
-constexpr size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 int bit_width(uint64_t value) {
   int bits = 0;
@@ -188,13 +349,26 @@ int bit_width(uint64_t value) {
   return bits;
 }
 
-// 32-bit keys and values (and sort offsets) when V + 1 and N fit, else 64-bit.
-bool narrow_keys(int64_t count, int64_t num_rows) {
-  return num_rows < (int64_t{1} << 32) - 1 && count < (int64_t{1} << 32);
-}
+constexpr size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+// Everything the host decides from the shapes alone: the path, the types, the workspace layout
+// and the number of stream operations.
+struct Plan {
+  bool wide_keys = false;       // 64-bit sorted rows and positions
+  bool wide_composite = false;  // 64-bit tile keys (small N)
+  bool small = false;           // tile sort (else the radix sort)
+  int64_t tiles = 0;
+  int tile_bits = 0;  // log2 of the positions per tile
+  int64_t windows = 0;
+  int64_t slice_columns = 0;  // columns per slice of steps B and C
+  int end_bit = 0;            // radix sort: key bits
+  size_t sorted_rows = 0, sorted_positions = 0, tile_keys = 0, keys = 0, values = 0, slots = 0,
+         sort_temp = 0, sort_temp_bytes = 0, total = 0;
+  int64_t operations = 0;
+};
 
 template <typename Key>
-size_t sort_temp_bytes(int64_t count, int end_bit) {
+size_t radix_sort_temp_bytes(int64_t count, int end_bit) {
   size_t bytes = 0;
   using NumItems = std::conditional_t<sizeof(Key) == 4, uint32_t, int64_t>;
   cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const Key*>(nullptr),
@@ -204,95 +378,165 @@ size_t sort_temp_bytes(int64_t count, int end_bit) {
   return bytes;
 }
 
-template <typename Key>
-Layout layout_for(size_t acc_bytes, int64_t count, int64_t num_rows, int64_t dim) {
-  Layout layout{};
+// CUB's onesweep radix sort (CUB 3.0, N above one tile): 4 graph nodes of set-up (histogram,
+// scan, their memsets) and per 8 key bits a memset of its look-back states and a onesweep kernel
+// -- measured as captured-graph nodes on an H100 (tests/cuda_build/device_check.cu).
+int64_t radix_sort_operations(int end_bit) { return 4 + 2 * ((end_bit + 7) / 8); }
+
+Plan plan_for(DType dtype, int64_t count, int64_t num_rows, int64_t dim) {
+  Plan plan;
+  if (count == 0 || num_rows == 0 || dim == 0) {  // check_indices, then zeros
+    plan.operations = (count > 0 ? 1 : 0) + (num_rows * dim > 0 ? 1 : 0);
+    return plan;
+  }
+  bool force_wide = false;
+  bool force_radix = false;
+  size_t parts_budget = kPartsBudget;
+#ifdef UNIT_SCALING_CUDA_EMULATION
+  force_wide = ::emulation::config.wide_keys;
+  force_radix = ::emulation::config.large_sort;
+  if (::emulation::config.parts_budget > 0) parts_budget = ::emulation::config.parts_budget;
+#endif
+  const int row_bits = bit_width(static_cast<uint64_t>(num_rows));  // keys in [0, V]
+  plan.end_bit = row_bits;
+  plan.wide_keys = force_wide || num_rows >= (int64_t{1} << 32) - 1 || count >= int64_t{1} << 32;
+  plan.tile_bits = kMinTileBits;  // tiles of 512 to 2048 positions, at most 32 of them
+  while (plan.tile_bits < kMaxTileBits && (count >> plan.tile_bits) >= kMaxTiles) ++plan.tile_bits;
+  const int64_t tile_entries = int64_t{1} << plan.tile_bits;
+  plan.wide_composite = force_wide || row_bits + plan.tile_bits > 32;
+  plan.small = !force_radix && row_bits + plan.tile_bits <= 64 && count <= kMaxTiles * tile_entries;
+  const size_t key_bytes = plan.wide_keys ? 8 : 4;
+  const size_t acc_bytes = dtype == DType::kFloat64 ? 8 : 4;
+  const auto n = static_cast<size_t>(count);
+  plan.windows = (count + kSumWindow - 1) / kSumWindow;
+  const int64_t slot_count = plan.windows - 1;
+  plan.slice_columns = std::min(dim, kMaxSliceColumns);
+  if (slot_count > 0) {
+    const auto fit =
+        static_cast<int64_t>(parts_budget / (static_cast<size_t>(slot_count) * acc_bytes));
+    if (fit < plan.slice_columns) {
+      plan.slice_columns = std::max(kSliceAlign, fit / kSliceAlign * kSliceAlign);
+    }
+  }
   size_t at = 0;
   const auto take = [&at](size_t bytes) {
     const size_t start = at;
     at += align_up(bytes);
     return start;
   };
-  const auto n = static_cast<size_t>(count);
-  const auto windows = static_cast<size_t>((count + kSumWindow - 1) / kSumWindow);
-  layout.keys = take(n * sizeof(Key));
-  layout.keys_sorted = take(n * sizeof(Key));
-  layout.values = take(n * sizeof(Key));
-  layout.values_sorted = take(n * sizeof(Key));
-  layout.offsets = take((static_cast<size_t>(num_rows) + 1) * sizeof(int64_t));
-  layout.first_part = take(windows * static_cast<size_t>(dim) * acc_bytes);
-  layout.last_part = take(windows * static_cast<size_t>(dim) * acc_bytes);
-  layout.sort_temp = take(sort_temp_bytes<Key>(count, bit_width(static_cast<uint64_t>(num_rows))));
-  layout.total = at;
-  return layout;
+  plan.sorted_rows = take(n * key_bytes);
+  plan.sorted_positions = take(n * key_bytes);
+  if (plan.small) {
+    plan.tiles = (count + tile_entries - 1) / tile_entries;
+    if (plan.tiles > 1) plan.tile_keys = take(n * (plan.wide_composite ? 8 : 4));
+  } else {
+    plan.keys = take(n * key_bytes);
+    plan.values = take(n * key_bytes);
+    plan.sort_temp_bytes = plan.wide_keys ? radix_sort_temp_bytes<uint64_t>(count, plan.end_bit)
+                                          : radix_sort_temp_bytes<uint32_t>(count, plan.end_bit);
+    plan.sort_temp = take(plan.sort_temp_bytes);
+  }
+  if (slot_count > 0) {
+    plan.slots = take(static_cast<size_t>(slot_count) *
+                      static_cast<size_t>(std::min(plan.slice_columns, dim)) * acc_bytes);
+  }
+  plan.total = at;
+  const int64_t slices = (dim + plan.slice_columns - 1) / plan.slice_columns;
+  plan.operations =
+      (plan.small ? 1 + (plan.tiles > 1 ? 1 : 0) : 1 + radix_sort_operations(plan.end_bit)) +
+      slices * ((slot_count > 0 ? 1 : 0) + 1);
+  return plan;
 }
 
 template <typename T, int kWord, typename Key>
-void launch_sums(const void* grad_out, int64_t dim, int64_t count, int64_t num_rows, double scale,
-                 void* grad_weight, char* workspace, const Layout& layout, cudaStream_t stream) {
+void launch_sums(const Plan& plan, const void* grad_out, int64_t dim, int64_t count,
+                 int64_t num_rows, double scale, void* grad_weight, char* workspace,
+                 cudaStream_t stream) {
   using Acc = typename Element<T>::Acc;
   const int64_t words_per_row = dim / kWord;
   const auto* grad = static_cast<const Word<T, kWord>*>(grad_out);
-  const auto* keys = reinterpret_cast<const Key*>(workspace + layout.keys_sorted);
-  const auto* values = reinterpret_cast<const Key*>(workspace + layout.values_sorted);
-  const auto* offsets = reinterpret_cast<const int64_t*>(workspace + layout.offsets);
-  auto* first_part = reinterpret_cast<Acc*>(workspace + layout.first_part);
-  auto* last_part = reinterpret_cast<Acc*>(workspace + layout.last_part);
-  const int64_t windows = (count + kSumWindow - 1) / kSumWindow;
-  const int threads = words_per_row < detail::kThreads
-                          ? static_cast<int>((words_per_row + 31) / 32 * 32)
-                          : detail::kThreads;
-  constexpr int64_t kMaxBlocks = int64_t{1} << 30;  // below grid.x's limit
-  for (int64_t first = 0; first < windows; first += kMaxBlocks) {
-    const auto blocks = static_cast<unsigned>(std::min(windows - first, kMaxBlocks));
-    UNIT_SCALING_LAUNCH(blocks, threads, stream, window_parts_kernel<T, kWord, Key>)
-    (first, grad, words_per_row, keys, values, offsets, num_rows, first_part, last_part);
+  const auto* rows = reinterpret_cast<const Key*>(workspace + plan.sorted_rows);
+  const auto* positions = reinterpret_cast<const Key*>(workspace + plan.sorted_positions);
+  auto* slots = reinterpret_cast<Acc*>(workspace + plan.slots);
+  auto* result = static_cast<Word<T, kWord>*>(grad_weight);
+  for (int64_t column = 0; column < dim; column += plan.slice_columns) {
+    const int64_t columns = std::min(plan.slice_columns, dim - column);
+    const Slice slice{words_per_row, column / kWord, columns / kWord};
+    if (plan.windows > 1) {
+      const int threads = slice.words < detail::kThreads
+                              ? static_cast<int>((slice.words + 31) / 32 * 32)
+                              : detail::kThreads;
+      UNIT_SCALING_LAUNCH(detail::blocks_for(plan.windows - 1, 1), threads, stream,
+                          window_parts_kernel<T, kWord, Key>)
+      (grad, slice, rows, positions, count, num_rows, slots);
+    }
+    UNIT_SCALING_LAUNCH(detail::blocks_for(num_rows, kRowsPerBlock), detail::kThreads, stream,
+                        rows_kernel<T, kWord, Key>)
+    (grad, slice, rows, positions, count, num_rows, slots, static_cast<Acc>(scale), result);
   }
-  UNIT_SCALING_LAUNCH(detail::blocks_for(num_rows * words_per_row), detail::kThreads, stream,
-                      rows_kernel<T, kWord, Key>)
-  (grad, words_per_row, values, offsets, num_rows, first_part, last_part, static_cast<Acc>(scale),
-   static_cast<Word<T, kWord>*>(grad_weight));
+}
+
+template <typename Index, typename Key>
+cudaError_t sort(const Plan& plan, const Index* indices, int64_t count, int64_t num_rows,
+                 int64_t padding_row, char* workspace, cudaStream_t stream) {
+  auto* rows = reinterpret_cast<Key*>(workspace + plan.sorted_rows);
+  auto* positions = reinterpret_cast<Key*>(workspace + plan.sorted_positions);
+  if (plan.small) {
+    const auto tile_sort = [&](auto composite_tag) {
+      using Composite = decltype(composite_tag);
+      auto* tile_keys = reinterpret_cast<Composite*>(workspace + plan.tile_keys);
+      // One compare-exchange per thread and step (fewer threads for a small single tile).
+      const int64_t pairs = std::min(count, int64_t{1} << plan.tile_bits) / 2;
+      const int threads = static_cast<int>(std::max<int64_t>(32, (pairs + 31) / 32 * 32));
+      UNIT_SCALING_LAUNCH(detail::blocks_for(plan.tiles, 1), threads, stream,
+                          tile_sort_kernel<Index, Key, Composite>)
+      (indices, count, num_rows, padding_row, plan.tile_bits, tile_keys, rows, positions);
+      if (plan.tiles > 1) {
+        UNIT_SCALING_LAUNCH(detail::blocks_for(count * detail::kWarp), detail::kThreads, stream,
+                            merge_kernel<Key, Composite>)
+        (tile_keys, count, plan.tile_bits, rows, positions);
+      }
+    };
+    if (plan.wide_composite) {
+      tile_sort(uint64_t{});
+    } else {
+      tile_sort(uint32_t{});
+    }
+    return cudaGetLastError();
+  }
+  auto* keys = reinterpret_cast<Key*>(workspace + plan.keys);
+  auto* values = reinterpret_cast<Key*>(workspace + plan.values);
+  UNIT_SCALING_LAUNCH(detail::blocks_for(count), detail::kThreads, stream,
+                      make_keys_kernel<Index, Key>)
+  (indices, count, num_rows, padding_row, keys, values);
+  if (cudaError_t error = cudaGetLastError(); error != cudaSuccess) return error;
+  size_t temp_bytes = plan.sort_temp_bytes;
+  using NumItems = std::conditional_t<sizeof(Key) == 4, uint32_t, int64_t>;
+  return cub::DeviceRadixSort::SortPairs(workspace + plan.sort_temp, temp_bytes, keys, rows, values,
+                                         positions, static_cast<NumItems>(count), 0, plan.end_bit,
+                                         stream);
 }
 
 template <typename Key>
-cudaError_t run(DType dtype, IndexArray indices, int64_t num_rows, int64_t padding_row,
-                const void* grad_out, int64_t dim, double scale, void* grad_weight, char* workspace,
-                cudaStream_t stream) {
+cudaError_t run(const Plan& plan, DType dtype, IndexArray indices, int64_t num_rows,
+                int64_t padding_row, const void* grad_out, int64_t dim, double scale,
+                void* grad_weight, char* workspace, cudaStream_t stream) {
   const int64_t count = indices.count;
-  const Layout layout = layout_for<Key>(dtype == DType::kFloat64 ? 8 : 4, count, num_rows, dim);
-  auto* keys = reinterpret_cast<Key*>(workspace + layout.keys);
-  auto* values = reinterpret_cast<Key*>(workspace + layout.values);
-  auto* keys_sorted = reinterpret_cast<Key*>(workspace + layout.keys_sorted);
-  auto* values_sorted = reinterpret_cast<Key*>(workspace + layout.values_sorted);
-  auto* offsets = reinterpret_cast<int64_t*>(workspace + layout.offsets);
-  kernels::detail::with_index_type(indices.type, [&](auto tag) {
+  const cudaError_t sorted = kernels::detail::with_index_type(indices.type, [&](auto tag) {
     using Index = typename decltype(tag)::type;
-    UNIT_SCALING_LAUNCH(detail::blocks_for(count), detail::kThreads, stream,
-                        make_keys_kernel<Index, Key>)
-    (static_cast<const Index*>(indices.data), count, num_rows, padding_row, keys, values);
+    return sort<Index, Key>(plan, static_cast<const Index*>(indices.data), count, num_rows,
+                            padding_row, workspace, stream);
   });
-  if (cudaError_t error = cudaGetLastError(); error != cudaSuccess) return error;
-  const int end_bit = bit_width(static_cast<uint64_t>(num_rows));
-  size_t temp_bytes = layout.total - layout.sort_temp;
-  using NumItems = std::conditional_t<sizeof(Key) == 4, uint32_t, int64_t>;
-  if (cudaError_t error = cub::DeviceRadixSort::SortPairs(
-          workspace + layout.sort_temp, temp_bytes, keys, keys_sorted, values, values_sorted,
-          static_cast<NumItems>(count), 0, end_bit, stream);
-      error != cudaSuccess) {
-    return error;
-  }
-  UNIT_SCALING_LAUNCH(detail::blocks_for(num_rows + 1), detail::kThreads, stream,
-                      offsets_kernel<Key>)
-  (keys_sorted, count, num_rows, offsets);
+  if (sorted != cudaSuccess) return sorted;
   kernels::detail::with_dtype(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const auto address =
         reinterpret_cast<uintptr_t>(grad_out) | reinterpret_cast<uintptr_t>(grad_weight);
     if (dim % kWideWord<T> == 0 && address % 16 == 0) {
-      launch_sums<T, kWideWord<T>, Key>(grad_out, dim, count, num_rows, scale, grad_weight,
-                                        workspace, layout, stream);
+      launch_sums<T, kWideWord<T>, Key>(plan, grad_out, dim, count, num_rows, scale, grad_weight,
+                                        workspace, stream);
     } else {
-      launch_sums<T, 1, Key>(grad_out, dim, count, num_rows, scale, grad_weight, workspace, layout,
+      launch_sums<T, 1, Key>(plan, grad_out, dim, count, num_rows, scale, grad_weight, workspace,
                              stream);
     }
   });
@@ -302,18 +546,19 @@ cudaError_t run(DType dtype, IndexArray indices, int64_t num_rows, int64_t paddi
 }  // namespace
 
 size_t backward_workspace_bytes(DType dtype, int64_t count, int64_t num_rows, int64_t dim) {
-  if (count == 0 || num_rows == 0 || dim == 0) return 0;  // nothing to sort or sum
-  const size_t acc_bytes = dtype == DType::kFloat64 ? 8 : 4;
-  if (narrow_keys(count, num_rows))
-    return layout_for<uint32_t>(acc_bytes, count, num_rows, dim).total;
-  return layout_for<uint64_t>(acc_bytes, count, num_rows, dim).total;
+  return plan_for(dtype, count, num_rows, dim).total;
+}
+
+int64_t backward_stream_operations(DType dtype, int64_t count, int64_t num_rows, int64_t dim) {
+  return plan_for(dtype, count, num_rows, dim).operations;
 }
 
 cudaError_t write_scaled_gradient(DType dtype, IndexArray indices, int64_t num_rows,
                                   int64_t padding_row, const void* grad_out, int64_t dim,
                                   double scale, void* grad_weight, void* workspace,
                                   size_t workspace_bytes, cudaStream_t stream) {
-  (void)workspace_bytes;
+  const Plan plan = plan_for(dtype, indices.count, num_rows, dim);
+  if (workspace_bytes < plan.total) return cudaErrorInvalidValue;
   auto* base = static_cast<char*>(workspace);
   if (indices.count == 0 || num_rows == 0 || dim == 0) {
     // Nothing to sum: zeros (every format's +0.0 is all-zero bits), after the index check.
@@ -324,14 +569,16 @@ cudaError_t write_scaled_gradient(DType dtype, IndexArray indices, int64_t num_r
       }
     }
     const size_t element = dtype == DType::kFloat64 ? 8 : dtype == DType::kFloat32 ? 4 : 2;
-    return cudaMemsetAsync(grad_weight, 0, static_cast<size_t>(num_rows * dim) * element, stream);
+    const auto bytes = static_cast<size_t>(num_rows * dim) * element;
+    if (bytes == 0) return cudaSuccess;  // no zero-byte memset (grad_weight may be null)
+    return cudaMemsetAsync(grad_weight, 0, bytes, stream);
   }
-  if (narrow_keys(indices.count, num_rows)) {
-    return run<uint32_t>(dtype, indices, num_rows, padding_row, grad_out, dim, scale, grad_weight,
-                         base, stream);
+  if (plan.wide_keys) {
+    return run<uint64_t>(plan, dtype, indices, num_rows, padding_row, grad_out, dim, scale,
+                         grad_weight, base, stream);
   }
-  return run<uint64_t>(dtype, indices, num_rows, padding_row, grad_out, dim, scale, grad_weight,
-                       base, stream);
+  return run<uint32_t>(plan, dtype, indices, num_rows, padding_row, grad_out, dim, scale,
+                       grad_weight, base, stream);
 }
 
 }  // namespace unit_scaling::kernels::cuda

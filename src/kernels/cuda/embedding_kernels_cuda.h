@@ -56,8 +56,14 @@ cudaError_t renorm_rows(DType dtype, MutableMatrix weight, IndexArray indices, d
                         double norm_type, const unsigned long long* status, void* workspace,
                         cudaStream_t stream);
 
-// Device workspace that write_scaled_gradient needs.
+// Device workspace that write_scaled_gradient needs: O(N) sort keys plus the window slots,
+// at most max(32 MiB, 8 acc ceil(N / 32)) bytes (backward.cu states the exact bound).
 size_t backward_workspace_bytes(DType dtype, int64_t count, int64_t num_rows, int64_t dim);
+
+// How many stream operations (kernel launches, memsets, sort calls) write_scaled_gradient
+// enqueues for these shapes: a number fixed on the host, e.g. 3 at GPT-2 (N = 8192). For tests
+// and for the node count of a captured graph.
+int64_t backward_stream_operations(DType dtype, int64_t count, int64_t num_rows, int64_t dim);
 
 // The unit-scaled weight gradient, written in full (num_rows x dim, contiguous):
 //   grad_weight[r, :] = round(scale * sum_{p : indices[p] == r, r != padding_row} grad_out[p, :])
@@ -65,7 +71,8 @@ size_t backward_workspace_bytes(DType dtype, int64_t count, int64_t num_rows, in
 // positions are sorted by row (a stable radix sort over the bits that num_rows needs) and each
 // row is summed in the order of kernels/summation_order.h in float32 (float64 for double),
 // scaled once and rounded once; rows nobody looked up are written as zeros. A bad index stops
-// the device with an assertion (no host sync).
+// the device with an assertion (no host sync). workspace: backward_workspace_bytes(...) bytes,
+// 256-byte aligned (cudaErrorInvalidValue when workspace_bytes is less).
 cudaError_t write_scaled_gradient(DType dtype, IndexArray indices, int64_t num_rows,
                                   int64_t padding_row, const void* grad_out, int64_t dim,
                                   double scale, void* grad_weight, void* workspace,

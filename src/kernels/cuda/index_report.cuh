@@ -19,9 +19,8 @@ __device__ __forceinline__ bool index_valid(int64_t value, int64_t num_rows) {
   return static_cast<uint64_t>(value) < static_cast<uint64_t>(num_rows);
 }
 
-static __device__ __noinline__ void report_bad_index(const IndexReport& report, int64_t count,
-                                                     int64_t position, int64_t value,
-                                                     int64_t num_rows) {
+[[maybe_unused]] static __device__ __noinline__ void report_bad_index(
+    const IndexReport& report, int64_t count, int64_t position, int64_t value, int64_t num_rows) {
   if (report.status != nullptr) {
     atomicMax(report.status, static_cast<unsigned long long>(count - position));
   }
