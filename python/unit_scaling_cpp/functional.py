@@ -4,6 +4,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from . import _func, _onnx
 from . import _library  # noqa: F401
 from ._arguments import check_call
 
@@ -35,9 +36,21 @@ def embedding(
     library, see docs/SCALING.md): the token count of the scale, ``sqrt(V / N_eff)`` with
     ``N_eff = num_tokens`` or ``input.numel() * token_multiplier``, for data parallelism and
     gradient accumulation. The default is the specification's ``N = input.numel()``.
+
+    Under torch.func transforms (``vmap``, ``grad``, ``vjp``, ``jvp``, ``jacrev``, ``jacfwd``,
+    ``hessian``, ``functional_call`` ensembles) the same computation runs through
+    ``autograd.Function`` classes that functorch can transform (``_func.py``; docs/API.md,
+    "torch.func and ONNX"). Under ``torch.onnx.export`` the lookup is exported as a standard
+    ``Gather`` (the gradient scale has no place in an inference graph, ``_onnx.py``).
     """
     check_call(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
                token_multiplier, num_tokens)
+    if _func.transforms_active():
+        return _func.embedding(input, weight, padding_idx, max_norm, norm_type,
+                               scale_grad_by_freq, sparse, token_multiplier, num_tokens)
+    if _onnx.exporting():
+        return _onnx.embedding(input, weight, padding_idx, max_norm, norm_type,
+                               scale_grad_by_freq, sparse, token_multiplier, num_tokens)
     return torch.ops.unit_scaling.embedding(
         input,
         weight,
@@ -49,6 +62,9 @@ def embedding(
         token_multiplier=token_multiplier,
         num_tokens=num_tokens,
     )
+
+
+_func.register()
 
 
 def scale_fwd(input: Tensor, scale: float) -> Tensor:
