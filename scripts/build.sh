@@ -7,6 +7,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${UNIT_SCALING_VENV_READY:-}
 [ -n "$venv" ] || venv=$("$repo/scripts/setup.sh" | tail -n 1)
 build_dir=${BUILD_DIR:-$repo/build}
+# ccache keys on paths relative to the clone, so every clone of this repository shares its cache.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$repo}
 torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
 cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_PREFIX_PATH="$torch_prefix" "$@" >/dev/null
 targets=()

@@ -10,6 +10,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${UNIT_SCALING_VENV_READY:-}
 [ -n "$venv" ] || venv=$("$repo/scripts/setup.sh" | tail -n 1)
 build_dir=${SANITIZE_BUILD_DIR:-$repo/build-sanitize}
+# ccache keys on paths relative to the clone, so every clone of this repository shares its cache.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$repo}
 torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
 cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_PREFIX_PATH="$torch_prefix" -DUNIT_SCALING_SANITIZE=ON \

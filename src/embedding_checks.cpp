@@ -69,15 +69,21 @@ EmbeddingFuncOptions func_options_of(const torch::nn::EmbeddingOptions& options)
       .sparse(options.sparse());
 }
 
-void check_options(const EmbeddingFuncOptions& options) {
-  TORCH_CHECK_VALUE(!options.scale_grad_by_freq(), kOp,
+void check_options(std::optional<double> max_norm, double norm_type, bool scale_grad_by_freq,
+                   bool sparse) {
+  TORCH_CHECK_VALUE(!scale_grad_by_freq, kOp,
                     "scale_grad_by_freq=True is not supported by unit scaling");
-  TORCH_CHECK_VALUE(!options.sparse(), kOp, "sparse=True is not supported by unit scaling");
+  TORCH_CHECK_VALUE(!sparse, kOp, "sparse=True is not supported by unit scaling");
   // `!(x > 0)` also rejects NaN.
-  TORCH_CHECK_VALUE(!options.max_norm() || *options.max_norm() > 0, kOp,
-                    "max_norm must be > 0 (inf allowed), got max_norm=", *options.max_norm());
-  TORCH_CHECK_VALUE(options.norm_type() > 0, kOp,
-                    "norm_type must be > 0 (inf allowed), got norm_type=", options.norm_type());
+  TORCH_CHECK_VALUE(!max_norm || *max_norm > 0, kOp,
+                    "max_norm must be > 0 (inf allowed), got max_norm=", *max_norm);
+  TORCH_CHECK_VALUE(norm_type > 0, kOp,
+                    "norm_type must be > 0 (inf allowed), got norm_type=", norm_type);
+}
+
+void check_options(const EmbeddingFuncOptions& options) {
+  check_options(options.max_norm(), options.norm_type(), options.scale_grad_by_freq(),
+                options.sparse());
 }
 
 int64_t padding_row(std::optional<int64_t> padding_idx, int64_t num_rows) {
@@ -209,7 +215,7 @@ void check_scaled_backward_arguments(const at::Tensor& grad_output, const at::Te
 void check_renorm_arguments(const at::Tensor& weight, const at::Tensor& input, double max_norm,
                             double norm_type) {
   check_input_and_weight(input, weight);
-  check_options(EmbeddingFuncOptions().max_norm(max_norm).norm_type(norm_type));
+  check_options(max_norm, norm_type, /*scale_grad_by_freq=*/false, /*sparse=*/false);
   check_writable_without_overlap(weight);
 }
 

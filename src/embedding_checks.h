@@ -5,6 +5,16 @@
 // The checks read only metadata (dtype, layout, sizes, devices) and accept symbolic sizes
 // (FakeTensor / torch.compile); the index values are checked by each backend (its entry points
 // or its kernels, backends/entry_points.h), which reports a bad one with throw_if_bad_index.
+// Which entry checks what (each is called first by the entry it names, and by its Meta kernel):
+//   embedding (composite, torch_library.cpp)   check_lookup_arguments + check_options
+//   embedding_lookup                           check_lookup_arguments
+//   embedding_renorm_                          check_renorm_arguments
+//   embedding_backward                         check_backward_arguments
+//   _scaled_embedding_backward                 check_scaled_backward_arguments
+//   scale_fwd / scale_bwd                      check_scale_arguments
+//   module constructors (embedding_table.cpp)  check_settings (options + padding_idx vs V)
+// The C++ functional and the modules pass their options on as the operators' scalars; the
+// index values are checked by the backends (above).
 // Every message starts with "unit_scaling <op>: ": "unit_scaling embedding: " for every check of
 // the embedding operators, whichever entry reached them (functional, module, vocab-parallel
 // module, operator), and "unit_scaling scale_fwd: " / "scale_bwd: " for the primitives.
@@ -23,6 +33,9 @@ using EmbeddingFuncOptions = torch::nn::functional::EmbeddingFuncOptions;
 EmbeddingFuncOptions func_options_of(const torch::nn::EmbeddingOptions& options);
 
 // scale_grad_by_freq and sparse are unsupported; max_norm (if set) and norm_type must be > 0.
+// The scalars are what the operators receive; the struct form is the modules' constructors'.
+void check_options(std::optional<double> max_norm, double norm_type, bool scale_grad_by_freq,
+                   bool sparse);
 void check_options(const EmbeddingFuncOptions& options);
 
 // The padding row: padding_idx wrapped into [0, num_rows), -1 when there is none. ValueError

@@ -5,13 +5,23 @@
 
 namespace unit_scaling::functional {
 
+at::Tensor detail::embedding_call(const at::Tensor& input, const at::Tensor& weight,
+                                  std::optional<int64_t> padding_idx,
+                                  std::optional<double> max_norm, double norm_type,
+                                  bool scale_grad_by_freq, bool sparse,
+                                  const GradScaleOptions& grad_scale) {
+  std::optional<c10::SymInt> padding;
+  if (padding_idx) padding = c10::SymInt(*padding_idx);
+  return unit_scaling::detail::embedding_op().call(
+      input, weight, padding, max_norm, norm_type, scale_grad_by_freq, sparse,
+      grad_scale.token_multiplier(), grad_scale.num_tokens());
+}
+
 at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight,
                      const EmbeddingFuncOptions& options, const GradScaleOptions& grad_scale) {
-  std::optional<c10::SymInt> padding;
-  if (options.padding_idx()) padding = c10::SymInt(*options.padding_idx());
-  return detail::embedding_op().call(
-      input, weight, padding, options.max_norm(), options.norm_type(), options.scale_grad_by_freq(),
-      options.sparse(), grad_scale.token_multiplier(), grad_scale.num_tokens());
+  return detail::embedding_call(input, weight, options.padding_idx(), options.max_norm(),
+                                options.norm_type(), options.scale_grad_by_freq(), options.sparse(),
+                                grad_scale);
 }
 
 }  // namespace unit_scaling::functional

@@ -2,15 +2,21 @@
 // that validates, renorms and looks up. Autograd and Meta kernels live in
 // embedding_autograd.cpp and scale.cpp. Python reaches all of this as torch.ops.unit_scaling.*.
 //
-// Operators:
+// Operators (token_multiplier / num_tokens: the token count of the scale, docs/SCALING.md):
 //   embedding(input, weight!, padding_idx?, max_norm?, norm_type, scale_grad_by_freq, sparse,
-//             *, token_multiplier, num_tokens)   (the last two: docs/SCALING.md)
+//             *, token_multiplier, num_tokens)
 //       the public op (CompositeImplicitAutograd): metadata checks, then embedding_renorm_ when
 //       max_norm is set (the only mutation, hence `Tensor(a!) weight`), then embedding_lookup.
-//   embedding_lookup(input, weight, padding_idx?)          functional forward, differentiable
-//   embedding_backward(grad_output, input, num_weights, padding_idx?)  the unit-scaled gradient
+//   embedding_lookup(input, weight, padding_idx?, *, token_multiplier, num_tokens)
+//       functional forward, differentiable
+//   embedding_backward(grad_output, input, num_weights, padding_idx?, *, token_multiplier,
+//                      num_tokens)                       the unit-scaled gradient, differentiable
+//   _scaled_embedding_backward(grad_output, input, num_weights, padding_row, scale)
+//       internal: an explicit scale and wrapped padding row (-1: none), differentiable
 //   embedding_renorm_(weight!, input, max_norm, norm_type) in-place max_norm, not differentiable
 //   scale_fwd(x, scale), scale_bwd(x, scale)               the scaling primitives
+// Elsewhere: _index_check_policy / _set_index_check_policy (index_check_policy.cpp) and the
+// vocab-parallel operators (distributed/).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -29,11 +35,7 @@ at::Tensor embedding_composite(const at::Tensor& input, const at::Tensor& weight
                                bool scale_grad_by_freq, bool sparse, double token_multiplier,
                                std::optional<c10::SymInt> num_tokens) {
   check_lookup_arguments(input, weight, padding_idx, token_multiplier, num_tokens);
-  check_options(EmbeddingFuncOptions()
-                    .max_norm(max_norm)
-                    .norm_type(norm_type)
-                    .scale_grad_by_freq(scale_grad_by_freq)
-                    .sparse(sparse));
+  check_options(max_norm, norm_type, scale_grad_by_freq, sparse);
   if (max_norm) renorm_op().call(weight, input, *max_norm, norm_type);
   return lookup_op().call(input, weight, padding_idx, token_multiplier, num_tokens);
 }
@@ -53,7 +55,7 @@ TORCH_LIBRARY(unit_scaling, m) {
       "embedding_backward(Tensor grad_output, Tensor input, SymInt num_weights, "
       "SymInt? padding_idx=None, *, float token_multiplier=1.0, SymInt? num_tokens=None) -> "
       "Tensor");
-  // Internal (vocab-parallel backward): an explicit scale and padding row, not differentiable.
+  // Internal (vocab-parallel backward): an explicit scale and padding row.
   m.def(
       "_scaled_embedding_backward(Tensor grad_output, Tensor input, SymInt num_weights, "
       "SymInt padding_row, float scale) -> Tensor");

@@ -44,6 +44,15 @@ UNIT_SCALING_API at::Tensor embedding(const at::Tensor& input, const at::Tensor&
                                       const EmbeddingFuncOptions& options = {},
                                       const GradScaleOptions& grad_scale = {});
 
+namespace detail {
+// Both forms' one call of the operator, with the options as its scalars.
+UNIT_SCALING_API at::Tensor embedding_call(const at::Tensor& input, const at::Tensor& weight,
+                                           std::optional<int64_t> padding_idx,
+                                           std::optional<double> max_norm, double norm_type,
+                                           bool scale_grad_by_freq, bool sparse,
+                                           const GradScaleOptions& grad_scale);
+}  // namespace detail
+
 // Positional form mirroring the Python signature of unit_scaling.functional.embedding:
 //   embedding(input, weight, /*padding_idx=*/0, /*max_norm=*/1.0, /*norm_type=*/2.0).
 // A template on its third argument so that `embedding(input, weight, {})` picks the options
@@ -55,13 +64,8 @@ template <typename PaddingIdx = std::optional<int64_t>,
 at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight, PaddingIdx padding_idx,
                      std::optional<double> max_norm = {}, double norm_type = 2.0,
                      bool scale_grad_by_freq = false, bool sparse = false) {
-  return functional::embedding(input, weight,  // qualified: no ADL into torch::nn::functional
-                               EmbeddingFuncOptions()
-                                   .padding_idx(std::optional<int64_t>(padding_idx))
-                                   .max_norm(max_norm)
-                                   .norm_type(norm_type)
-                                   .scale_grad_by_freq(scale_grad_by_freq)
-                                   .sparse(sparse));
+  return detail::embedding_call(input, weight, std::optional<int64_t>(padding_idx), max_norm,
+                                norm_type, scale_grad_by_freq, sparse, GradScaleOptions());
 }
 
 }  // namespace unit_scaling::functional

@@ -18,37 +18,45 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def tensor(name: str, value: Any) -> None:
+def tensor(name: str, value: Any, prefix: str = _PREFIX) -> None:
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{_PREFIX}{name} must be a Tensor, got {_type_name(value)} {value!r}")
+        raise TypeError(f"{prefix}{name} must be a Tensor, got {_type_name(value)} {value!r}")
 
 
-def integer(name: str, value: Any, optional: bool = False) -> None:
+def integer(name: str, value: Any, optional: bool = False, prefix: str = _PREFIX) -> None:
     """An int (or a symbolic one under torch.compile) that fits int64; None if optional."""
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)):
-        raise TypeError(f"{_PREFIX}{name} must be an int{' or None' if optional else ''}, got "
+        raise TypeError(f"{prefix}{name} must be an int{' or None' if optional else ''}, got "
                         f"{_type_name(value)} {value!r}")
     if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
-        raise ValueError(f"{_PREFIX}{name}={value} does not fit in int64")
+        raise ValueError(f"{prefix}{name}={value} does not fit in int64")
 
 
-def real(name: str, value: Any, optional: bool = False) -> None:
+def real(name: str, value: Any, optional: bool = False, prefix: str = _PREFIX) -> None:
     """A float or an int (or a symbolic float); None if optional."""
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float, torch.SymFloat,
                                                          torch.SymInt)):
-        raise TypeError(f"{_PREFIX}{name} must be a float{' or None' if optional else ''}, got "
+        raise TypeError(f"{prefix}{name} must be a float{' or None' if optional else ''}, got "
                         f"{_type_name(value)} {value!r}")
     if isinstance(value, int):  # the schema's float: an int must convert exactly
-        integer(name, value)
+        integer(name, value, prefix=prefix)
 
 
 def boolean(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{_PREFIX}{name} must be a bool, got {_type_name(value)} {value!r}")
+
+
+def check_scale(op: str, x: Any, scale: Any) -> None:
+    """The types of a scale_fwd / scale_bwd call (the operator checks that scale is finite:
+    ValueError)."""
+    prefix = f"unit_scaling {op}: "
+    tensor("x", x, prefix)
+    real("scale", scale, prefix=prefix)
 
 
 def check_call(input: Any, weight: Any, padding_idx: Any, max_norm: Any, norm_type: Any,

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from . import _func, _onnx
 from . import _library  # noqa: F401
-from ._arguments import check_call
+from ._arguments import check_call, check_scale
 
 __all__ = ["embedding", "scale_fwd", "scale_bwd"]
 
@@ -68,10 +68,15 @@ _func.register()
 
 
 def scale_fwd(input: Tensor, scale: float) -> Tensor:
-    """Multiplies by ``scale`` in the forward pass only; the gradient passes unchanged."""
+    """Multiplies by ``scale`` in the forward pass only; the gradient passes unchanged.
+    ``TypeError`` unless ``input`` is a Tensor and ``scale`` a number; ``ValueError`` unless
+    ``scale`` is finite."""
+    check_scale("scale_fwd", input, scale)
     return torch.ops.unit_scaling.scale_fwd(input, scale)
 
 
 def scale_bwd(input: Tensor, scale: float) -> Tensor:
-    """Identity in the forward pass; multiplies the gradient by ``scale``."""
+    """Identity in the forward pass; multiplies the gradient by ``scale``. ``TypeError`` unless
+    ``input`` is a Tensor and ``scale`` a number; ``ValueError`` unless ``scale`` is finite."""
+    check_scale("scale_bwd", input, scale)
     return torch.ops.unit_scaling.scale_bwd(input, scale)

@@ -1,6 +1,7 @@
 """Module form, matching ``unit_scaling.Embedding``."""
-from typing import Any, Optional
+from typing import Optional, Union
 
+import torch
 from torch import Tensor, nn
 
 from . import functional as F
@@ -40,8 +41,8 @@ class Embedding(KeepsMupTags, nn.Embedding):
         sparse: bool = False,
         _weight: Optional[Tensor] = None,
         _freeze: bool = False,
-        device: Any = None,
-        dtype: Any = None,
+        device: Optional[Union[torch.device, str, int]] = None,
+        dtype: Optional[torch.dtype] = None,
         *,
         token_multiplier: float = 1.0,
         num_tokens: Optional[int] = None,
@@ -68,17 +69,32 @@ class Embedding(KeepsMupTags, nn.Embedding):
         self.num_tokens = num_tokens
 
     @classmethod
-    def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, *options: Any,
-                        **keyword_options: Any) -> "Embedding":
+    def from_pretrained(
+        cls,
+        embeddings: Tensor,
+        freeze: bool = True,
+        padding_idx: Optional[int] = None,
+        max_norm: Optional[float] = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+        *,
+        token_multiplier: float = 1.0,
+        num_tokens: Optional[int] = None,
+    ) -> "Embedding":
         """A module around ``embeddings`` (2-D, used as is: the padding row is not zeroed),
-        frozen unless ``freeze=False``. The other arguments are the constructor's, in its order
-        (``padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse``, then keyword-only
-        ``token_multiplier``, ``num_tokens``), as in ``torch.nn.Embedding.from_pretrained``."""
+        frozen unless ``freeze=False``; the other arguments as in ``torch.nn.Embedding`` /
+        the constructor."""
         if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
             raise ValueError("unit_scaling Embedding: from_pretrained's embeddings must be a 2-D "
                              f"Tensor, got {getattr(embeddings, 'shape', type(embeddings).__name__)}")
-        return cls(*embeddings.shape, *options, _weight=embeddings, _freeze=freeze,
-                   **keyword_options)
+        if not isinstance(freeze, bool):
+            raise TypeError("unit_scaling Embedding: from_pretrained's freeze must be a bool, "
+                            f"got {type(freeze).__name__} {freeze!r}")
+        num_embeddings, embedding_dim = embeddings.shape
+        return cls(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
+                   scale_grad_by_freq, sparse, _weight=embeddings, _freeze=freeze,
+                   token_multiplier=token_multiplier, num_tokens=num_tokens)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.embedding(

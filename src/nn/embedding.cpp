@@ -39,7 +39,9 @@ void EmbeddingImpl::pretty_print(std::ostream& stream) const {
 }
 
 at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
-  return functional::embedding(indices, weight, detail::func_options_of(options), grad_scale);
+  return functional::detail::embedding_call(
+      indices, weight, options.padding_idx(), options.max_norm(), options.norm_type(),
+      options.scale_grad_by_freq(), options.sparse(), grad_scale);
 }
 
 Embedding Embedding::from_pretrained(const at::Tensor& embeddings,
