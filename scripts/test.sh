@@ -23,4 +23,6 @@ UNIT_SCALING_VENV_READY=$venv "$repo/scripts/sanitize.sh"
 # --no-build-isolation: build against the venv's pinned torch instead of downloading it again.
 "$venv/bin/python" -m pip install -q --no-build-isolation "$repo"
 cd "$repo"
-UNIT_SCALING_REPORT="${BUILD_DIR:-$repo/build}/tools/unit-scaling-report" "$venv/bin/python" -m pytest -q
+UNIT_SCALING_REPORT="${BUILD_DIR:-$repo/build}/tools/unit-scaling-report" \
+  UNIT_SCALING_VOCAB_PARALLEL_TEST="${BUILD_DIR:-$repo/build}/tests/distributed/vocab_parallel_test" \
+  "$venv/bin/python" -m pytest -q

@@ -26,6 +26,12 @@ table (weight)         indices (input)     output
 ``Replicate``          ``Shard(d)``        ``Shard(d)``
 =====================  ==================  ==============================================
 
+A row-sharded table holds torch.chunk's rows (``Shard(0)``), the split rule of the C++
+``VocabParallelEmbedding`` too: both paths call the same C++ core,
+``torch.ops.unit_scaling._vocab_shard_{indices,lookup,backward}`` (src/distributed/vocab_shard.h),
+which remaps the indices to the shard's rows, checks them against the global V, wraps
+``padding_idx`` and computes the unit scale. The rules here only choose placements.
+
 Sharded indices meeting a sharded table are all-gathered first; a ``Partial`` table, a second
 mesh dimension sharding the rows, or any other placement is replicated first. The caller turns a
 ``Partial`` output into ``Replicate`` or ``Shard(1)`` (sequence parallel), as ``RowwiseParallel``'s
@@ -33,8 +39,8 @@ mesh dimension sharding the rows, or any other placement is replicated first. Th
 
 The gradient (``embedding_backward``) has the unit scale of the whole problem,
 ``sqrt(V / N_eff)`` with the global V, the global ``N = input.numel()`` (tensor parallelism does
-not change the token count) and the caller's ``token_multiplier`` / ``num_tokens``, computed as
-the C++ ``unit_scale`` computes it and passed to ``_scaled_embedding_backward``. Its layout
+not change the token count) and the caller's ``token_multiplier`` / ``num_tokens``, all passed
+to ``_vocab_shard_backward``, which computes it with the C++ ``unit_scale``. Its layout
 follows the gradient and indices (the backward does not see the table): replicated ones (what
 ``RowwiseParallel`` produces) give ``Shard(0)``, each rank computing only its block of rows, as
 ``VocabParallelEmbedding`` does, the positions it does not own and ``padding_idx`` sent to an
@@ -47,16 +53,16 @@ sharded columns the referenced rows are gathered first, so the norm is the whole
 the single-device operators', raised before anything is written: the global metadata by the
 operators' Meta kernels; ``padding_idx``, the token count and the index range by the operators
 themselves against the global V. With replicated indices every rank raises the same error; with
-sharded indices, the ranks that hold the bad index. Under torch.compile the exact index check is
-not part of the graph; a bad index still raises ``IndexError``, but its message counts the rows
-of the local shard. Double backward runs DTensor's own rules for the ATen operators of the
-gradient's backward (some uneven splits are refused there).
+sharded indices, the ranks that hold the bad index. Double backward runs DTensor's own rules for
+the ATen operators of the gradient's backward (some uneven splits are refused there).
 """
+from dataclasses import dataclass
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch.distributed.tensor import DTensor, Partial, Replicate, Shard
+from torch.distributed.tensor.placement_types import Placement
 
 try:
     from torch.distributed.tensor.experimental import register_sharding
@@ -65,20 +71,87 @@ except ImportError:  # experimental: scale_fwd / scale_bwd then get rules of the
 
 ops = torch.ops.unit_scaling
 _OP = "unit_scaling embedding"
+Placements = Tuple[Placement, ...]
 
 
-def _bind(func: Any, args: Sequence[Any], kwargs: Dict[str, Any]) -> Dict[str, Any]:
-    """The call's arguments by name, defaults filled in from the operator schema."""
-    values = {}
-    for i, argument in enumerate(func._schema.arguments):
-        if i < len(args) and not argument.kwarg_only:
-            values[argument.name] = args[i]
-        elif argument.name in kwargs:
-            values[argument.name] = kwargs[argument.name]
+# ---- placement plans (pure: no mesh, no tensors) ----------------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    """Where a rule moves each tensor argument (placements over the mesh, in argument order),
+    the placements of its output, and the mesh dimension whose ranks each hold a block of the
+    table's rows (torch.chunk's, as ``Shard(0)``), or None when every rank holds all of them."""
+    args: Tuple[Placements, ...]
+    out: Placements
+    row_dim: Optional[int] = None
+
+
+def _shard_dim(placement: Placement, ndim: int) -> Optional[int]:
+    """The tensor dimension of a plain ``Shard`` placement, else None."""
+    return placement.dim % ndim if type(placement) is Shard and ndim else None
+
+
+def _plan(steps: Sequence[Tuple[Placement, ...]], row_dim: Optional[int]) -> Plan:
+    """A plan from one step per mesh dimension: (each argument's placement, the output's)."""
+    columns = tuple(zip(*steps)) if steps else ((),) * 3
+    return Plan(args=tuple(columns[:-1]), out=columns[-1], row_dim=row_dim)
+
+
+def plan_lookup(weight: Placements, input: Placements, input_ndim: int) -> Plan:
+    """embedding_lookup: (table, indices) -> output, per mesh dimension (module docstring)."""
+    steps, row_dim = [], None
+    for m, (wp, ip) in enumerate(zip(weight, input)):
+        w_dim, i_dim = _shard_dim(wp, 2), _shard_dim(ip, input_ndim)
+        if w_dim == 0 and row_dim is None:  # a block of rows: the rows this rank owns
+            row_dim = m
+            steps.append((wp, Replicate(), Partial()))
+        elif w_dim == 1:  # a block of columns
+            steps.append((wp, Replicate(), Shard(input_ndim)))
+        else:  # a replicated table (anything else is replicated first)
+            place = Replicate() if i_dim is None else Shard(i_dim)
+            steps.append((Replicate(), place, place))
+    return _plan(steps, row_dim)
+
+
+def plan_gradient(grad: Placements, input: Placements, grad_ndim: int, input_ndim: int) -> Plan:
+    """The (V, D) weight gradient: (grad_output, indices) -> gradient, per mesh dimension."""
+    steps, row_dim = [], None
+    for m, (gp, ip) in enumerate(zip(grad, input)):
+        g_dim, i_dim = _shard_dim(gp, grad_ndim), _shard_dim(ip, input_ndim)
+        if type(gp) is Partial and i_dim is None:  # linear in grad: stays partial
+            steps.append((gp, Replicate(), gp))
+        elif g_dim == grad_ndim - 1:  # feature-sharded (column-sharded table)
+            steps.append((gp, Replicate(), Shard(1)))
+        elif g_dim is not None or i_dim is not None:  # token-sharded: each rank scatters its part
+            dim = i_dim if i_dim is not None else g_dim
+            steps.append((Shard(dim), Shard(dim), Partial()))
+        elif row_dim is None:  # replicated: each rank computes its block of rows
+            row_dim = m
+            steps.append((Replicate(), Replicate(), Shard(0)))
         else:
-            values[argument.name] = argument.default_value
-    return values
+            steps.append((Replicate(), Replicate(), Replicate()))
+    return _plan(steps, row_dim)
 
+
+def plan_renorm(weight: Placements) -> Tuple[Optional[int], Optional[int]]:
+    """The mesh dimensions that shard the table's rows and columns; NotImplementedError for a
+    table that cannot be renormed in place (a partial one, or a dimension sharded twice)."""
+    row_dim = col_dim = None
+    for m, p in enumerate(weight):
+        dim = _shard_dim(p, 2)
+        if dim == 0 and row_dim is None:
+            row_dim = m
+        elif dim == 1 and col_dim is None:
+            col_dim = m
+        elif not p.is_replicate():
+            raise NotImplementedError(
+                f"{_OP}: max_norm renormalises the table in place, which needs placements "
+                f"Replicate, Shard(0) or Shard(1) (each table dimension on at most one mesh "
+                f"dimension); got weight placements {tuple(weight)}")
+    return row_dim, col_dim
+
+
+# ---- helpers ----------------------------------------------------------------------------------
 
 def _common_mesh(func: Any, named: Dict[str, Any]) -> Any:
     """The device mesh shared by the tensor arguments, which must all be DTensors."""
@@ -102,43 +175,20 @@ def _meta(t: torch.Tensor) -> torch.Tensor:
     return torch.empty(t.shape, dtype=t.dtype, device="meta")
 
 
-def _check_indices(indices: torch.Tensor, rows: int, padding_idx: Optional[int] = None,
-                   token_multiplier: float = 1.0, num_tokens: Optional[int] = None) -> None:
-    """The operator's own checks of the index range, ``padding_idx`` and the token count
-    against the global row count: a lookup into a zero-width table of ``rows`` rows (no work)."""
-    table = torch.empty(rows, 0, device=indices.device)
-    ops.embedding_lookup(indices, table, padding_idx, token_multiplier=token_multiplier,
-                         num_tokens=num_tokens)
+def _shard(mesh: Any, row_dim: Optional[int]) -> Tuple[int, int]:
+    """(this rank's shard, the number of shards) of the table's rows; (0, 1): all rows."""
+    return (0, 1) if row_dim is None else (mesh.get_local_rank(row_dim), mesh.size(row_dim))
 
 
-def _unit_scale(rows: int, count: int, token_multiplier: float, num_tokens: Optional[int]) -> float:
-    """sqrt(V / N_eff), computed exactly as the C++ unit_scale (the same double operations)."""
-    if count == 0:
-        return 0.0
-    tokens = float(num_tokens) if num_tokens is not None else float(count) * token_multiplier
-    return math.sqrt(float(rows) / tokens)
-
-
-def _chunk(size: int, parts: int, index: int) -> Tuple[int, int]:
-    """[begin, end) of piece ``index`` of ``size`` split like torch.chunk (as Shard splits)."""
-    piece = -(-size // parts)
-    begin = min(size, index * piece)
-    return begin, min(size, begin + piece)
-
-
-def _shard_dim(placement: Any, ndim: int) -> Optional[int]:
-    """The tensor dimension of a plain ``Shard`` placement, else None."""
-    return placement.dim % ndim if type(placement) is Shard and ndim else None
-
-
-def _redistribute(t: DTensor, placements: List[Any]) -> torch.Tensor:
+def _redistribute(t: DTensor, placements: Sequence[Placement]) -> torch.Tensor:
     """``t``'s local tensor after moving it to ``placements`` (no-op when already there)."""
     if tuple(t.placements) != tuple(placements):
         t = t.redistribute(t.device_mesh, placements)
     return t.to_local()
 
 
-def _wrap(local: torch.Tensor, mesh: Any, placements: List[Any], shape: Sequence[int]) -> DTensor:
+def _wrap(local: torch.Tensor, mesh: Any, placements: Sequence[Placement],
+          shape: Sequence[int]) -> DTensor:
     """A DTensor of global ``shape`` (contiguous) from this rank's ``local`` part."""
     stride, step = [], 1
     for size in reversed(shape):
@@ -148,184 +198,115 @@ def _wrap(local: torch.Tensor, mesh: Any, placements: List[Any], shape: Sequence
                               stride=tuple(stride))
 
 
-def _owned_rows(mesh: Any, mesh_dim: Optional[int], rows: int) -> Tuple[int, int]:
-    """[begin, end) of the rows this rank holds when ``mesh_dim`` shards them (else all)."""
-    if mesh_dim is None:
-        return 0, rows
-    return _chunk(rows, mesh.size(mesh_dim), mesh.get_local_rank(mesh_dim))
-
-
-def _to_local_rows(indices: torch.Tensor, begin: int, end: int, rows: int, keep: torch.Tensor,
-                   elsewhere: int) -> torch.Tensor:
-    """Indices into the block [begin, end): ``index - begin`` where ``keep``, ``elsewhere`` for
-    the other valid indices, and invalid ones (outside [0, rows)) unchanged, so that the local
-    operator still raises for them (under torch.compile, where the exact check above is not
-    part of the graph, the message then counts the local rows)."""
-    valid = (indices >= 0) & (indices < rows)
-    return torch.where(keep, indices - begin, torch.where(valid, elsewhere, indices))
+def _rule(body: Any) -> Any:
+    """A torch_dispatch rule that binds the call to ``body(func, ...)``, whose Python signature
+    is the operator's schema (Python's own binding: no schema parsing)."""
+    def rule(cls: Any, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        return body(func, *args, **(kwargs or {}))
+    return rule
 
 
 # ---- embedding_lookup ------------------------------------------------------------------------
 
-def _lookup(cls: Any, func: Any, types: Any, args: Any, kwargs: Any) -> DTensor:
-    a = _bind(func, args, kwargs)
-    input, weight = a["input"], a["weight"]
+def _lookup(func: Any, input: DTensor, weight: DTensor, padding_idx: Optional[int] = None, *,
+            token_multiplier: float = 1.0, num_tokens: Optional[int] = None) -> DTensor:
     mesh = _common_mesh(func, {"input": input, "weight": weight})
-    func(_meta(input), _meta(weight), token_multiplier=a["token_multiplier"],
-         num_tokens=a["num_tokens"])
-    rows, out_ndim = weight.shape[0], input.ndim + 1
-    weight_to, input_to, out = [], [], []
-    row_dim = None  # the mesh dimension that shards the table's rows
-    for m, (wp, ip) in enumerate(zip(weight.placements, input.placements)):
-        w_dim, i_dim = _shard_dim(wp, 2), _shard_dim(ip, input.ndim)
-        if w_dim == 0 and row_dim is None:
-            row_dim = m
-            weight_to.append(wp), input_to.append(Replicate()), out.append(Partial())
-        elif w_dim == 1:
-            weight_to.append(wp), input_to.append(Replicate()), out.append(Shard(out_ndim - 1))
-        else:  # a replicated table (anything else is replicated first)
-            i_place = Replicate() if i_dim is None else Shard(i_dim)
-            weight_to.append(Replicate()), input_to.append(i_place), out.append(i_place)
+    func(_meta(input), _meta(weight), token_multiplier=token_multiplier, num_tokens=num_tokens)
+    plan = plan_lookup(tuple(weight.placements), tuple(input.placements), input.ndim)
+    weight_to, input_to = plan.args
+    rows, shape = weight.shape[0], tuple(input.shape) + (weight.shape[1],)
     with torch.no_grad():
         indices, table = _redistribute(input, input_to), _redistribute(weight, weight_to)
-        begin, end = _owned_rows(mesh, row_dim, rows)
-        if row_dim is None:  # all rows here: the operator checks everything itself
-            local = ops.embedding_lookup(indices, table, a["padding_idx"],
-                                         token_multiplier=a["token_multiplier"],
-                                         num_tokens=a["num_tokens"])
-            return _wrap(local, mesh, out, tuple(input.shape) + (weight.shape[1],))
-        _check_indices(indices, rows, a["padding_idx"], a["token_multiplier"], a["num_tokens"])
-        if end > begin:
-            owned = (indices >= begin) & (indices < end)
-            local = ops.embedding_lookup(
-                _to_local_rows(indices, begin, end, rows, owned, elsewhere=0), table)
-            local.masked_fill_(owned.logical_not().unsqueeze(-1), 0)
-        else:  # an empty shard (more ranks than rows)
-            local = table.new_zeros(tuple(indices.shape) + (table.shape[1],))
-        return _wrap(local, mesh, out, tuple(input.shape) + (weight.shape[1],))
+        if plan.row_dim is None:  # all rows here: the operator itself
+            local = ops.embedding_lookup(indices, table, padding_idx,
+                                         token_multiplier=token_multiplier, num_tokens=num_tokens)
+        else:
+            local = ops._vocab_shard_lookup(indices, table, rows, *_shard(mesh, plan.row_dim),
+                                            padding_idx, token_multiplier=token_multiplier,
+                                            num_tokens=num_tokens)
+        return _wrap(local, mesh, plan.out, shape)
 
 
 # ---- embedding_backward, _scaled_embedding_backward -----------------------------------------
 
-def _gradient(mesh: Any, grad: DTensor, input: DTensor, rows: int, padding_row: int,
-              scale: float) -> DTensor:
-    """The (rows, D) weight gradient: scale * (scatter-sum of grad by input), padding skipped."""
-    grad_ndim = grad.ndim
-    grad_to, input_to, out = [], [], []
-    row_dim = None
-    for m, (gp, ip) in enumerate(zip(grad.placements, input.placements)):
-        g_dim, i_dim = _shard_dim(gp, grad_ndim), _shard_dim(ip, input.ndim)
-        if type(gp) is Partial and i_dim is None:  # linear in grad: stays partial
-            grad_to.append(gp), input_to.append(Replicate()), out.append(gp)
-        elif g_dim == grad_ndim - 1:  # feature-sharded (column-sharded table)
-            grad_to.append(gp), input_to.append(Replicate()), out.append(Shard(1))
-        elif g_dim is not None or i_dim is not None:  # token-sharded: each rank scatters its part
-            dim = i_dim if i_dim is not None else g_dim
-            grad_to.append(Shard(dim)), input_to.append(Shard(dim)), out.append(Partial())
-        elif row_dim is None:  # replicated: each rank computes its block of rows
-            row_dim = m
-            grad_to.append(Replicate()), input_to.append(Replicate()), out.append(Shard(0))
-        else:
-            grad_to.append(Replicate()), input_to.append(Replicate()), out.append(Replicate())
+def _gradient(mesh: Any, grad: DTensor, input: DTensor, rows: int, padding_idx: Optional[int],
+              **scale: Any) -> DTensor:
+    """The (rows, D) unit-scaled weight gradient; ``scale``: the token options or the scale."""
+    plan = plan_gradient(tuple(grad.placements), tuple(input.placements), grad.ndim, input.ndim)
+    grad_to, input_to = plan.args
     with torch.no_grad():
         g, indices = _redistribute(grad, grad_to), _redistribute(input, input_to)
-        begin, end = _owned_rows(mesh, row_dim, rows)
-        if row_dim is None:
-            local = ops._scaled_embedding_backward(g, indices, rows, padding_row, scale)
-        else:
-            _check_indices(indices, rows)  # the single-device message (the V of the table)
-            size = end - begin
-            keep = (indices >= begin) & (indices < end)
-            if padding_row >= 0:
-                keep &= indices != padding_row
-            local = ops._scaled_embedding_backward(
-                g, _to_local_rows(indices, begin, end, rows, keep, elsewhere=size), size + 1,
-                size, scale)[:size]
-        return _wrap(local, mesh, out, (rows, grad.shape[-1]))
+        local = ops._vocab_shard_backward(g, indices, rows, *_shard(mesh, plan.row_dim),
+                                          padding_idx, num_lookups=input.numel(), **scale)
+        return _wrap(local, mesh, plan.out, (rows, grad.shape[-1]))
 
 
-def _backward(cls: Any, func: Any, types: Any, args: Any, kwargs: Any) -> DTensor:
-    a = _bind(func, args, kwargs)
-    grad, input, rows = a["grad_output"], a["input"], a["num_weights"]
-    mesh = _common_mesh(func, {"grad_output": grad, "input": input})
-    func(_meta(grad), _meta(input), rows, token_multiplier=a["token_multiplier"],
-         num_tokens=a["num_tokens"])
-    _check_indices(input.to_local().reshape(-1)[:0], rows, a["padding_idx"],
-                   a["token_multiplier"], a["num_tokens"])
-    padding_idx = a["padding_idx"]
-    padding_row = -1 if padding_idx is None else padding_idx % rows
-    scale = _unit_scale(rows, input.numel(), a["token_multiplier"], a["num_tokens"])
-    return _gradient(mesh, grad, input, rows, padding_row, scale)
+def _backward(func: Any, grad_output: DTensor, input: DTensor, num_weights: int,
+              padding_idx: Optional[int] = None, *, token_multiplier: float = 1.0,
+              num_tokens: Optional[int] = None) -> DTensor:
+    mesh = _common_mesh(func, {"grad_output": grad_output, "input": input})
+    func(_meta(grad_output), _meta(input), num_weights, token_multiplier=token_multiplier,
+         num_tokens=num_tokens)
+    return _gradient(mesh, grad_output, input, num_weights, padding_idx,
+                     token_multiplier=token_multiplier, num_tokens=num_tokens)
 
 
-def _scaled_backward(cls: Any, func: Any, types: Any, args: Any, kwargs: Any) -> DTensor:
-    a = _bind(func, args, kwargs)
-    grad, input, rows = a["grad_output"], a["input"], a["num_weights"]
-    mesh = _common_mesh(func, {"grad_output": grad, "input": input})
+def _scaled_backward(func: Any, grad_output: DTensor, input: DTensor, num_weights: int,
+                     padding_row: int, scale: float) -> DTensor:
+    mesh = _common_mesh(func, {"grad_output": grad_output, "input": input})
     # The operator's own checks of the scalar arguments, on an empty call.
     empty = input.to_local().reshape(-1)[:0]
-    func(grad.to_local().new_empty((0, 0)), empty, rows, a["padding_row"], a["scale"])
-    func(_meta(grad), _meta(input), rows, a["padding_row"], a["scale"])
-    return _gradient(mesh, grad, input, rows, a["padding_row"], a["scale"])
+    func(grad_output.to_local().new_empty((0, 0)), empty, num_weights, padding_row, scale)
+    func(_meta(grad_output), _meta(input), num_weights, padding_row, scale)
+    return _gradient(mesh, grad_output, input, num_weights,
+                     padding_row if padding_row >= 0 else None, scale=scale)
 
 
 # ---- embedding_renorm_ ------------------------------------------------------------------------
 
-def _renorm_owned(table: torch.Tensor, indices: torch.Tensor, rows: int, begin: int, end: int,
-                  max_norm: float, norm_type: float, mesh: Any, col_dim: Optional[int],
-                  cols: int) -> None:
-    """Renorms, in place, the rows of ``table`` (the block [begin, end) of the table's rows)
-    that ``indices`` reference, with the operator itself and without data-dependent shapes
+def _renorm_block(table: torch.Tensor, local: torch.Tensor, max_norm: float, norm_type: float,
+                  mesh: Any, col_dim: Optional[int], cols: int) -> None:
+    """Renorms, in place, the rows of ``table`` (a block of the table's rows) that the positions
+    with ``local >= 0`` reference, with the operator itself and without data-dependent shapes
     (so torch.compile traces it): every position's row is copied out (row 0 for the positions
     this rank does not own), gathered over the columns if they are sharded, renormed -- the
     unowned positions only when row 0 is referenced too, else they point to an appended zero
     row, which no renorm touches -- and copied back. All copies of a row carry the same values,
     so the order of the writes does not matter."""
-    owned = (indices >= begin) & (indices < end)
-    at = _to_local_rows(indices, begin, end, rows, owned, elsewhere=0)
-    block = table.index_select(0, at)  # raises, before any write, for an invalid index
+    owned = local >= 0
+    at = local.clamp(min=0)
+    block = table.index_select(0, at)
+    columns = [Shard(1) if m == col_dim else Replicate() for m in range(mesh.ndim)]
     if col_dim is not None:
-        placements = [Shard(1) if m == col_dim else Replicate() for m in range(mesh.ndim)]
-        block = _wrap(block, mesh, placements, (block.shape[0], cols)).full_tensor()
+        block = _wrap(block, mesh, columns, (block.shape[0], cols)).full_tensor()
     count = at.numel()
     row_zero_referenced = (owned & (at == 0)).any()
     which = torch.where(owned | row_zero_referenced,
                         torch.arange(count, device=at.device), count)
     extended = torch.cat([block, block.new_zeros(1, block.shape[1])])
     ops.embedding_renorm_(extended, which, max_norm, norm_type)
-    col_begin, col_end = _owned_rows(mesh, col_dim, cols)
-    table.index_copy_(0, at, extended[:count, col_begin:col_end])
+    renormed = extended[:count]
+    if col_dim is not None:  # back to this rank's columns (a local split, no communication)
+        replicated = _wrap(renormed, mesh, [Replicate()] * mesh.ndim, (count, cols))
+        renormed = replicated.redistribute(mesh, columns).to_local()
+    table.index_copy_(0, at, renormed)
 
 
-def _renorm(cls: Any, func: Any, types: Any, args: Any, kwargs: Any) -> None:
-    a = _bind(func, args, kwargs)
-    weight, input, max_norm, norm_type = a["weight"], a["input"], a["max_norm"], a["norm_type"]
+def _renorm(func: Any, weight: DTensor, input: DTensor, max_norm: float,
+            norm_type: float) -> None:
     mesh = _common_mesh(func, {"weight": weight, "input": input})
     func(_meta(weight), _meta(input), max_norm, norm_type)
     rows, cols = weight.shape
-    row_dim = col_dim = None  # the mesh dimensions that shard the table's rows / columns
-    for m, p in enumerate(weight.placements):
-        dim = _shard_dim(p, 2)
-        if dim == 0 and row_dim is None:
-            row_dim = m
-        elif dim == 1 and col_dim is None:
-            col_dim = m
-        elif not p.is_replicate():
-            raise NotImplementedError(
-                f"{_OP}: max_norm renormalises the table in place, which needs placements "
-                f"Replicate, Shard(0) or Shard(1) (each table dimension on at most one mesh "
-                f"dimension); got weight placements {tuple(weight.placements)}")
+    row_dim, col_dim = plan_renorm(tuple(weight.placements))
     with torch.no_grad():
         indices = _redistribute(input, [Replicate()] * mesh.ndim)
         table = weight.to_local()
         if row_dim is None and col_dim is None:  # the whole table here
             ops.embedding_renorm_(table, indices, max_norm, norm_type)
-        else:
-            _check_indices(indices, rows)
-            begin, end = _owned_rows(mesh, row_dim, rows)
-            if end > begin and indices.numel() and not math.isinf(max_norm):
-                _renorm_owned(table, indices.reshape(-1), rows, begin, end, max_norm,
-                              norm_type, mesh, col_dim, cols)
+        else:  # checks every index against the global V; -1 where this rank owns no row
+            local = ops._vocab_shard_indices(indices, rows, *_shard(mesh, row_dim)).reshape(-1)
+            if table.shape[0] and local.numel() and not math.isinf(max_norm):
+                _renorm_block(table, local, max_norm, norm_type, mesh, col_dim, cols)
         if not weight.is_inference():
             torch.autograd.graph.increment_version(weight)
     return None
@@ -341,32 +322,32 @@ def _composite(cls: Any, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
 
 # ---- scale_fwd, scale_bwd ----------------------------------------------------------------------
 
-def _elementwise_sharding(x: Any, scale: float) -> List[Any]:
+def _elementwise_sharding(x: Any, scale: float) -> Any:
     """Every placement passes through (a partial sum or mean stays one: both ops are linear;
     DTensor reduces any other partial first)."""
     same = [Replicate(), Partial("sum"), Partial("avg")] + [Shard(d) for d in range(x.ndim)]
     return [([p], [p, None]) for p in same]
 
 
-def _elementwise(cls: Any, func: Any, types: Any, args: Any, kwargs: Any) -> DTensor:
-    """The same as a rule, where register_sharding is missing (it is experimental)."""
-    a = _bind(func, args, kwargs)
-    x = a["x"]
+def _elementwise_rule(func: Any, x: DTensor, scale: float) -> DTensor:
     keep = [p if p.is_replicate() or type(p) is Shard or (type(p) is Partial and
             p.reduce_op in ("sum", "avg")) else Replicate() for p in x.placements]
     with torch.no_grad():
-        local = func(_redistribute(x, keep), a["scale"])
+        local = func(_redistribute(x, keep), scale)
     return _wrap(local, x.device_mesh, keep, x.shape)
 
 
+# The same as a rule, where register_sharding is missing (it is experimental).
+_elementwise = _rule(_elementwise_rule)
+
 _RULES = {
     "embedding": _composite,
-    "embedding_lookup": _lookup,
-    "embedding_backward": _backward,
-    "_scaled_embedding_backward": _scaled_backward,
-    "embedding_renorm_": _renorm,
+    "embedding_lookup": _rule(_lookup),
+    "embedding_backward": _rule(_backward),
+    "_scaled_embedding_backward": _rule(_scaled_backward),
+    "embedding_renorm_": _rule(_renorm),
 }
-_library: List[Any] = []
+_library: list = []
 
 
 def register() -> None:

@@ -4,6 +4,12 @@ Importing DTensor costs about a second (it imports sympy), so this package does 
 if it is already imported the rules are registered now, else right after its import, by a
 one-shot finder on ``sys.meta_path`` that lets the usual finders find the module and registers
 the rules when the module has run. A failure to register is a warning, never a failed import.
+
+Why a hook (checked on torch 2.11): ``torch.library.register_torch_dispatch`` needs the DTensor
+class itself, torch offers no public "on import of DTensor" callback (its only plugin entry
+point, the ``torch.backends`` autoload group, runs during ``import torch``, which would import
+DTensor eagerly), and Python has no public post-import hook (PEP 369 was withdrawn). An explicit
+``enable_dtensor()`` call would change the public behaviour (today the rules need no call).
 """
 import importlib.abc
 import importlib.util

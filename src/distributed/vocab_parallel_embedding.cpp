@@ -1,5 +1,6 @@
-// Vocab-parallel unit-scaled embedding: validation, shard-local lookup + all-reduce, and the
-// shard of the unit-scaled gradient with the global scale (see the public header).
+// Vocab-parallel unit-scaled embedding: validation, the agreement of the ranks, and the
+// all-reduce around the shared vocab-parallel core (vocab_shard.h), which the DTensor rules call
+// too (see the public header).
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -10,9 +11,8 @@
 
 #include "embedding_checks.h"
 #include "embedding_table.h"
-#include "lookup_shape.h"
 #include "operators.h"
-#include "unit_scale.h"
+#include "vocab_shard.h"
 
 namespace unit_scaling::distributed {
 namespace {
@@ -20,29 +20,30 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
-// Forward: rows this rank owns (zeros elsewhere), summed over the group. Backward: the shard of
-// the unit-scaled gradient; `backward_indices` maps positions this rank does not own (and
-// padding positions) to the extra row `rows`, which is dropped.
+// Forward: this rank's part of the lookup (the shared core, vocab_shard.h), summed over the
+// group. Backward: this rank's rows of the unit-scaled gradient (the core, global V and N).
 class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight,
-                            const at::Tensor& local_indices, const at::Tensor& owned,
-                            const at::Tensor& backward_indices, double scale,
-                            c10::intrusive_ptr<c10d::ProcessGroup> group) {
-    ctx->save_for_backward({backward_indices});
-    ctx->saved_data["scale"] = scale;
-    ctx->saved_data["rows"] = weight.size(0);
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight, const at::Tensor& input,
+                            const VocabParallelEmbeddingOptions& options) {
+    const auto& group = options.process_group;
+    const auto& scale = options.grad_scale;
+    std::optional<c10::SymInt> padding, tokens;
+    if (options.embedding.padding_idx()) padding = c10::SymInt(*options.embedding.padding_idx());
+    if (scale.num_tokens()) tokens = c10::SymInt(*scale.num_tokens());
+    ctx->save_for_backward({input});
+    ctx->saved_data["num_rows"] = options.embedding.num_embeddings();
+    ctx->saved_data["shard"] = static_cast<int64_t>(group->getRank());
+    ctx->saved_data["num_shards"] = static_cast<int64_t>(group->getSize());
+    ctx->saved_data["padding_idx"] = padding ? c10::IValue(*padding) : c10::IValue();
+    ctx->saved_data["token_multiplier"] = scale.token_multiplier();
+    ctx->saved_data["num_tokens"] = tokens ? c10::IValue(*tokens) : c10::IValue();
     at::Tensor out;
-    if (weight.size(0) == 0) {
-      out =
-          at::zeros(detail::lookup_shape(local_indices.sizes(), weight.size(1)), weight.options());
-    } else {
-      // The backend's own lookup (below autograd) of owned rows; other positions read row 0,
-      // then are zeroed.
+    {
       at::AutoDispatchBelowADInplaceOrView guard;
-      out = detail::lookup_op().call(local_indices.masked_fill(owned.logical_not(), 0), weight,
-                                     std::nullopt, 1.0, std::nullopt);
-      out.masked_fill_(owned.logical_not().unsqueeze(-1), 0);
+      out = detail::shard_lookup_op().call(input, weight, options.embedding.num_embeddings(),
+                                           group->getRank(), group->getSize(), padding,
+                                           scale.token_multiplier(), tokens);
     }
     std::vector<at::Tensor> tensors{out};
     group->allreduce(tensors)->wait();
@@ -56,29 +57,25 @@ class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup
         !at::GradMode::is_enabled(),
         "unit_scaling VocabParallelEmbedding: double backward (create_graph=true) is not "
         "supported; the single-device unit_scaling::nn::Embedding supports it");
-    const at::Tensor indices = ctx->get_saved_variables()[0];
-    const int64_t rows = ctx->saved_data["rows"].toInt();
-    const at::Tensor with_extra_row = detail::scaled_backward_op().call(
-        grads[0], indices, rows + 1, /*padding_row=*/rows, ctx->saved_data["scale"].toDouble());
-    return {with_extra_row.narrow(0, 0, rows),
-            at::Tensor(),
-            at::Tensor(),
-            at::Tensor(),
-            at::Tensor(),
-            at::Tensor()};
+    const auto optional = [&](const char* key) -> std::optional<c10::SymInt> {
+      const c10::IValue& value = ctx->saved_data[key];
+      if (value.isNone()) return std::nullopt;
+      return value.toSymInt();
+    };
+    const at::Tensor grad_weight = detail::shard_backward_op().call(
+        grads[0], ctx->get_saved_variables()[0], ctx->saved_data["num_rows"].toInt(),
+        ctx->saved_data["shard"].toInt(), ctx->saved_data["num_shards"].toInt(),
+        optional("padding_idx"), ctx->saved_data["token_multiplier"].toDouble(),
+        optional("num_tokens"), std::nullopt, std::nullopt);
+    return {grad_weight, at::Tensor(), at::Tensor()};
   }
 };
 
 }  // namespace
 
 ShardRange shard_range(int64_t num_rows, int64_t rank, int64_t world_size) {
-  TORCH_CHECK_VALUE(world_size > 0 && rank >= 0 && rank < world_size,
-                    "unit_scaling VocabParallelEmbedding: rank ", rank,
-                    " is outside a group of size ", world_size);
-  const int64_t base = num_rows / world_size;
-  const int64_t extra = num_rows % world_size;
-  const int64_t begin = rank * base + std::min(rank, extra);
-  return {begin, begin + base + (rank < extra ? 1 : 0)};
+  const auto [begin, end] = detail::chunk_bounds(num_rows, rank, world_size);
+  return {begin.expect_int(), end.expect_int()};
 }
 
 VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(VocabParallelEmbeddingOptions options_)
@@ -95,11 +92,11 @@ void VocabParallelEmbeddingImpl::reset() {
   TORCH_CHECK_VALUE(options.process_group,
                     "unit_scaling VocabParallelEmbedding: process_group is null");
   const ShardRange range = shard();
-  const int64_t padding_row =
-      detail::check_module_options("VocabParallelEmbedding", options.embedding, options.grad_scale,
-                                   {range.size(), options.embedding.embedding_dim()});
-  weight = detail::register_table(*this, weight, options.embedding, range.size(),
-                                  padding_row >= 0 ? padding_row - range.begin : -1);
+  const int64_t padding_row = unit_scaling::detail::check_module_options(
+      "VocabParallelEmbedding", options.embedding, options.grad_scale,
+      {range.size(), options.embedding.embedding_dim()});
+  weight = unit_scaling::detail::register_table(*this, weight, options.embedding, range.size(),
+                                                padding_row >= 0 ? padding_row - range.begin : -1);
 }
 
 void VocabParallelEmbeddingImpl::pretty_print(std::ostream& stream) const {
@@ -144,24 +141,20 @@ void VocabParallelEmbeddingImpl::check_inputs_agree(const at::Tensor& valid_indi
 }
 
 at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
-  // Every rank validates its input, then one small all-reduce tells every rank whether all
-  // inputs were valid and identical. A bad or differing input on any rank therefore raises on
-  // every rank, before the lookup's collective, instead of leaving the others waiting in it.
-  const int64_t num_rows = options.embedding.num_embeddings();
-  int64_t padding_row = -1;
+  // Every rank validates its input (the core's checks, against the global V), then one small
+  // all-reduce tells every rank whether all inputs were valid and identical. A bad or differing
+  // input on any rank therefore raises on every rank, before the lookup's collective, instead of
+  // leaving the others waiting in it.
+  const auto& group = options.process_group;
   at::Tensor indices;
   std::exception_ptr local_error;
   try {
-    detail::check_input_and_weight(input, weight);
-    detail::check_token_count(options.grad_scale.token_multiplier(),
-                              options.grad_scale.num_tokens());
-    detail::check_unit_scale(num_rows, input.numel(), options.grad_scale.token_multiplier(),
-                             options.grad_scale.num_tokens(), weight.scalar_type());
-    padding_row = detail::check_settings(detail::func_options_of(options.embedding), num_rows);
-    // The index check against the global V is the backend's own: a lookup into a zero-width
-    // table of V rows reads nothing but validates every index (IndexError naming it).
-    detail::lookup_op().call(input, at::empty({num_rows, 0}, weight.options()), std::nullopt, 1.0,
-                             std::nullopt);
+    unit_scaling::detail::check_settings(unit_scaling::detail::func_options_of(options.embedding),
+                                         options.embedding.num_embeddings());
+    detail::check_shard_lookup(input, weight, options.embedding.num_embeddings(), group->getRank(),
+                               group->getSize(), options.embedding.padding_idx(),
+                               options.grad_scale.token_multiplier(),
+                               options.grad_scale.num_tokens());
     indices = input.contiguous().to(at::kLong);
   } catch (const c10::Error&) {
     local_error = std::current_exception();
@@ -169,21 +162,15 @@ at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
   check_inputs_agree(local_error ? at::Tensor() : indices, input.sizes());
   if (local_error) std::rethrow_exception(local_error);
 
-  const ShardRange range = shard();
-  const at::Tensor owned = indices.ge(range.begin).logical_and_(indices.lt(range.end));
-  const at::Tensor local = indices - range.begin;
   if (options.embedding.max_norm()) {
-    detail::renorm_op().call(weight, local.masked_select(owned), *options.embedding.max_norm(),
-                             options.embedding.norm_type());
+    // The referenced rows this rank owns, renormed in place.
+    const at::Tensor local = detail::shard_indices_op().call(
+        indices, options.embedding.num_embeddings(), group->getRank(), group->getSize());
+    unit_scaling::detail::renorm_op().call(weight, local.masked_select(local.ge(0)),
+                                           *options.embedding.max_norm(),
+                                           options.embedding.norm_type());
   }
-  at::Tensor contributing = owned;
-  if (padding_row >= 0) contributing = owned.logical_and(indices.ne(padding_row));
-  const at::Tensor backward_indices = at::where(contributing, local, range.size());
-  const double scale =
-      detail::unit_scale(num_rows, indices.numel(), options.grad_scale.token_multiplier(),
-                         options.grad_scale.num_tokens());
-  return VocabParallelLookup::apply(weight, local, owned, backward_indices, scale,
-                                    options.process_group);
+  return VocabParallelLookup::apply(weight, indices, options);
 }
 
 at::Tensor VocabParallelEmbeddingImpl::gather_full_weight() {

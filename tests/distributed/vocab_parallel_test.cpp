@@ -11,7 +11,9 @@
 #include <unit_scaling/unit_scaling.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -62,11 +64,35 @@ int run_data_parallel(int rank, int world, const c10::intrusive_ptr<c10d::Proces
   return ok ? 0 : 1;
 }
 
+// V = 10 over `world` ranks, padding_idx = -3 and token_multiplier = 0.5: this rank's range,
+// rows, output and gradient, with the data, pickled for the Python comparison.
+int run_dump(int rank, int world, const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
+  torch::manual_seed(3);
+  const auto full = torch::randn({10, 4});
+  const auto input = torch::randint(0, 10, {3, 5});
+  const auto grad_out = torch::randn({3, 5, 4});
+  auto module = dist::VocabParallelEmbedding::from_full(
+      full, group, torch::nn::EmbeddingOptions(10, 4).padding_idx(-3),
+      unit_scaling::GradScaleOptions().token_multiplier(0.5));
+  const auto out = module(input);
+  out.backward(grad_out);
+  const dist::ShardRange range = module->shard();
+  const std::vector<char> bytes = torch::pickle_save(
+      c10::ivalue::Tuple::create({range.begin, range.end, full, input, grad_out,
+                                  module->weight.detach(), out.detach(), module->weight.grad()}));
+  const std::string path = std::string(std::getenv("UNIT_SCALING_VP_DUMP_DIR")) + "/cpp-" +
+                           std::to_string(world) + "-" + std::to_string(rank) + ".pt";
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return 0;
+}
+
 // One rank's checks for `scenario`; returns the process exit code.
 int run_child(const std::string& scenario, int rank, int world, const std::string& store_path) {
   auto store = c10::make_intrusive<c10d::FileStore>(store_path, world);
   auto group = unit_scaling::distributed::make_gloo_group(store, rank, world);
   if (scenario == "data_parallel") return run_data_parallel(rank, world, group);
+  if (scenario == "dump") return run_dump(rank, world, group);
   torch::manual_seed(7);  // identical full table, input and gradient on every rank
   const auto full = torch::randn({kRows, kDim}) * 2;
   auto input = torch::randint(0, kRows, {6, 7});
@@ -213,19 +239,30 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, VocabParallel,
                                            "clone_and_double_backward", "token_multiplier",
                                            "num_tokens", "data_parallel"));
 
-TEST(VocabParallelSplit, RowsAreContiguousAndCoverTheTable) {
-  for (int64_t world = 1; world <= 5; ++world) {
-    int64_t next = 0;
-    for (int64_t rank = 0; rank < world; ++rank) {
-      const auto range = dist::shard_range(kRows, rank, world);
-      EXPECT_EQ(range.begin, next);
-      EXPECT_GE(range.size(), kRows / world);
-      EXPECT_LE(range.size(), kRows / world + 1);
-      next = range.end;
+// torch.chunk's split (DTensor's Shard(0)): rank r holds chunk r of arange(V), or nothing
+// where torch.chunk returns fewer pieces (V = 5 over 4: 2, 2, 1, 0 rows).
+TEST(VocabParallelSplit, RowsAreTorchChunksOfTheTable) {
+  for (const int64_t rows : {int64_t{0}, int64_t{3}, int64_t{5}, int64_t{10}, kRows}) {
+    for (int64_t world = 1; world <= 5; ++world) {
+      const auto chunks = torch::arange(rows).chunk(world);
+      for (int64_t rank = 0; rank < world; ++rank) {
+        const auto range = dist::shard_range(rows, rank, world);
+        const auto expected =
+            rank < static_cast<int64_t>(chunks.size()) ? chunks[rank] : torch::arange(0);
+        EXPECT_TRUE(torch::equal(torch::arange(range.begin, range.end), expected))
+            << "V=" << rows << " P=" << world << " rank " << rank;
+      }
     }
-    EXPECT_EQ(next, kRows);
   }
   EXPECT_THROW(dist::shard_range(10, 3, 3), c10::ValueError);
+}
+
+// Writes each rank's rows, output and gradient for V = 10 over 3 and 4 ranks to
+// $UNIT_SCALING_VP_DUMP_DIR; tests/python/test_vocab_parallel_agreement.py runs the DTensor path
+// on the same data and checks that the two paths agree. Skipped without the variable.
+TEST(VocabParallelAgreement, WritesEachRanksShardForTheDTensorComparison) {
+  if (std::getenv("UNIT_SCALING_VP_DUMP_DIR") == nullptr) GTEST_SKIP() << "no dump folder";
+  for (const int world : {3, 4}) run_group("dump", world);
 }
 
 }  // namespace

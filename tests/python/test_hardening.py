@@ -311,17 +311,15 @@ def test_from_pretrained_takes_the_token_count():
         unit_scaling_cpp.Embedding.from_pretrained(torch.randn(3))
 
 
-def test_the_python_unit_scale_mirrors_the_operators():
-    # The DTensor backward computes the scale in Python (python/unit_scaling_cpp/_dtensor.py)
-    # and hands it to _scaled_embedding_backward: it must be the operator's, bit for bit.
-    from unit_scaling_cpp import _dtensor
-
+def test_the_sharded_backward_has_the_operators_unit_scale():
+    # The vocab-parallel core (src/distributed/vocab_shard_ops.cpp) computes the scale in C++
+    # from the global V and token count: on one shard it must be the operator's, bit for bit.
     grad = torch.randn(5, 3)
     tokens = torch.tensor([0, 4, 4, 2, 6])
     for rows, multiplier, num_tokens in ((7, 1.0, None), (50257, 0.37, None), (9, 1.0, 11),
                                          (1000, 1 / 3, None), (7, 1.0, 5)):
-        scale = _dtensor._unit_scale(rows, tokens.numel(), multiplier, num_tokens)
-        ours = ops._scaled_embedding_backward(grad, tokens, rows, -1, scale)
+        ours = ops._vocab_shard_backward(grad, tokens, rows, 0, 1, token_multiplier=multiplier,
+                                         num_tokens=num_tokens)
         reference = ops.embedding_backward(grad, tokens, rows, token_multiplier=multiplier,
                                            num_tokens=num_tokens)
         assert torch.equal(ours, reference), (rows, multiplier, num_tokens)

@@ -1,9 +1,13 @@
 // Vocab-parallel unit-scaled embedding on c10d (the Megatron-LM pattern): the V x D table is
 // split by rows over a process group; each rank stores only its rows.
 //
-// Split rule: with V rows over P ranks, base = V / P and extra = V % P; rank r owns
-// [r * base + min(r, extra), that + base + (r < extra)) -- the first `extra` ranks hold one row
-// more. Every rank must be given the same input (a replicated batch, as in tensor parallelism).
+// Split rule: torch.chunk's, which DTensor's Shard(0) uses, so this module and a DTensor table
+// (RowwiseParallel) hold the same rows on each rank: V rows over P ranks in pieces of
+// ceil(V / P); rank r owns [min(V, r * piece), min(V, (r + 1) * piece)) -- the last ranks may
+// hold fewer rows, or none (V = 10 over 4: 3, 3, 3, 1). (Before issue 26 the split was balanced.)
+// The shard-local lookup and gradient are the operators that the DTensor rules call too
+// (torch.ops.unit_scaling._vocab_shard_*). Every rank must be given the same input (a
+// replicated batch, as in tensor parallelism).
 //
 // Forward: every rank validates all indices against the global V, then one small all-reduce
 // (5 integers) checks that every rank's input was valid and that all are identical, so a bad or
