@@ -103,6 +103,9 @@ struct EntryPoints {
   }
 };
 
+// The table of device operators: each name with its entry point. It is the only list of them in
+// C++ (the tests' AtenFallbackRoute reads it back from the dispatcher: the unit_scaling
+// operators with a CPU kernel); tests/python/backend_axis.py's DEVICE_OPERATORS mirrors it.
 template <typename Backend>
 void register_backend(torch::Library& m) {
   using Entry = EntryPoints<Backend>;

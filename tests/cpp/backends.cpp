@@ -6,9 +6,11 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <string_view>
 
 namespace unit_scaling::testing {
 namespace {
@@ -39,29 +41,45 @@ class DropKernelOverrideWarning : public c10::WarningHandler {
   c10::WarningHandler* next_;
 };
 
+std::string no_cuda_device() { return torch::cuda::is_available() ? "" : "no CUDA device visible"; }
+
+std::shared_ptr<void> route_to_fallback() { return std::make_shared<AtenFallbackRoute>(); }
+
 }  // namespace
 
+// Adding a backend: an id in backends.h and a row here.
+const std::vector<BackendSpec>& backend_table() {
+  static const std::vector<BackendSpec> table{
+      // id, name, device, needs_gpu, skip_reason, activate
+      {Backend::kCpuKernels, "CpuKernels", c10::Device(c10::kCPU), false, nullptr, nullptr},
+      {Backend::kAtenFallback, "AtenFallback", c10::Device(c10::kCPU), false, nullptr,
+       &route_to_fallback},
+      {Backend::kCuda, "Cuda", c10::Device(c10::kCUDA, 0), true, &no_cuda_device, nullptr},
+  };
+  return table;
+}
+
+const BackendSpec& backend_spec(Backend backend) {
+  const auto& table = backend_table();
+  const auto row = std::find_if(table.begin(), table.end(),
+                                [backend](const BackendSpec& spec) { return spec.id == backend; });
+  TORCH_CHECK(row != table.end(), "backend ", static_cast<int>(backend),
+              " has no row in backend_table()");
+  return *row;
+}
+
 const std::vector<Backend>& all_backends() {
-  static const std::vector<Backend> backends{Backend::kCpuKernels, Backend::kAtenFallback,
-                                             Backend::kCuda};
-  return backends;
+  static const std::vector<Backend> ids = [] {
+    std::vector<Backend> result;
+    for (const BackendSpec& spec : backend_table()) result.push_back(spec.id);
+    return result;
+  }();
+  return ids;
 }
 
-std::string backend_name(Backend backend) {
-  switch (backend) {
-    case Backend::kCpuKernels:
-      return "CpuKernels";
-    case Backend::kAtenFallback:
-      return "AtenFallback";
-    case Backend::kCuda:
-      return "Cuda";
-  }
-  return "Unknown";
-}
+std::string backend_name(Backend backend) { return backend_spec(backend).name; }
 
-c10::Device backend_device(Backend backend) {
-  return backend == Backend::kCuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
-}
+c10::Device backend_device(Backend backend) { return backend_spec(backend).device; }
 
 std::string param_name(double value) {
   if (std::isinf(value)) return value > 0 ? "inf" : "minus_inf";
@@ -91,8 +109,16 @@ AtenFallbackRoute::~AtenFallbackRoute() = default;
 int64_t AtenFallbackRoute::calls() { return route_calls.load(std::memory_order_relaxed); }
 
 const std::vector<std::string>& AtenFallbackRoute::operators() {
-  static const std::vector<std::string> names{"embedding_lookup", "embedding_backward",
-                                              "_scaled_embedding_backward", "embedding_renorm_"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> result;
+    for (const c10::OperatorName& op :
+         c10::Dispatcher::singleton().getAllOpNamesForDispatchKey(c10::DispatchKey::CPU)) {
+      constexpr std::string_view kNamespace = "unit_scaling::";
+      if (op.name.rfind(kNamespace, 0) == 0) result.push_back(op.name.substr(kNamespace.size()));
+    }
+    std::sort(result.begin(), result.end());
+    return result;
+  }();
   return names;
 }
 

@@ -1,11 +1,13 @@
-// The backend axis of the contract suites: every TEST_P over BackendTest runs once per backend.
+// The backend axis of the contract suites: every TEST_P over BackendTest runs once per row of the
+// backend table (backend_table() in backends.cpp). Adding a backend adds an id below and a row
+// there; every suite instantiated with INSTANTIATE_BACKEND_SUITE(_WITH) picks it up.
 //
 //   kCpuKernels   CPU tensors, the CPU dispatch key's kernels (src/backends/cpu.cpp).
 //   kAtenFallback CPU tensors routed to the CompositeExplicitAutograd fallback
 //                 (src/backends/aten_fallback.cpp), the kernels a device without kernels of its
 //                 own gets. While the test runs, an AtenFallbackRoute overrides the CPU kernels
-//                 of the four device operators with a boxed kernel that redispatches to the
-//                 kernel the dispatcher holds for PrivateUse1 (a backend with no kernels).
+//                 of the device operators with a boxed kernel that redispatches to the kernel
+//                 the dispatcher holds for PrivateUse1 (a backend with no kernels).
 //   kCuda         CUDA tensors, whatever CUDA dispatches to; skipped without a visible GPU.
 //
 // Tests build their data on the CPU (references are float64 on the CPU), move the op's inputs
@@ -18,7 +20,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -28,19 +29,37 @@
 
 namespace unit_scaling::testing {
 
+// A backend's id: the key of its row in the backend table.
 enum class Backend { kCpuKernels, kAtenFallback, kCuda };
 
+// A row of the backend table: everything the fixture needs to know of a backend.
+struct BackendSpec {
+  Backend id;
+  const char* name;    // test-name friendly: "CpuKernels"
+  c10::Device device;  // where its tensors live
+  // Whether it needs a GPU; if so, skip_reason() says why it cannot run in this process (its
+  // tests are skipped with that message), or "" when it can.
+  bool needs_gpu;
+  std::string (*skip_reason)();
+  // What a test on this backend holds while it runs (nullptr: nothing), e.g. an
+  // AtenFallbackRoute; destroying it deactivates the backend.
+  std::shared_ptr<void> (*activate)();
+};
+
+// Every backend, in test order.
+const std::vector<BackendSpec>& backend_table();
+const BackendSpec& backend_spec(Backend backend);
+
+// The ids of backend_table(), the values INSTANTIATE_BACKEND_SUITE runs over.
 const std::vector<Backend>& all_backends();
 
-// "CpuKernels", "AtenFallback", "Cuda": test-name friendly.
+// The row's name and device.
 std::string backend_name(Backend backend);
 inline void PrintTo(Backend backend, std::ostream* os) { *os << backend_name(backend); }
-
-// The device of a backend's tensors.
 c10::Device backend_device(Backend backend);
 
-// For its lifetime, CPU calls of the four device operators (embedding_lookup,
-// embedding_backward, _scaled_embedding_backward, embedding_renorm_) run the ATen fallback.
+// For its lifetime, CPU calls of the device operators (those register_backend registers, see
+// src/backends/entry_points.h) run the ATen fallback.
 // Destroying it restores the CPU kernels. Not thread-safe to create or destroy while another
 // thread calls the operators; calls from many threads while it is alive are fine.
 class AtenFallbackRoute {
@@ -52,7 +71,8 @@ class AtenFallbackRoute {
 
   // Calls that went through a route since the program started (all routes together).
   static int64_t calls();
-  // The device operators a route overrides.
+  // The device operators a route overrides: every unit_scaling operator with a kernel of its
+  // own under the CPU key (register_backend registers exactly those), read from the dispatcher.
   static const std::vector<std::string>& operators();
   // The file that registers the route's kernels (their debug string in the dispatcher names it).
   static const char* source_file();
@@ -67,7 +87,7 @@ template <typename Param>
 class BackendFixture : public ::testing::TestWithParam<Param> {
  public:
   Backend backend() const { return backend_of(this->GetParam()); }
-  c10::Device device() const { return backend_device(backend()); }
+  c10::Device device() const { return backend_spec(backend()).device; }
   // t on the backend's device (t itself when it is already there, as Tensor::to does);
   // undefined stays undefined. Views with gaps between elements (slices with a step, expanded
   // tensors) come out contiguous from another device: build those on the device instead.
@@ -79,12 +99,12 @@ class BackendFixture : public ::testing::TestWithParam<Param> {
 
  protected:
   void SetUp() override {
-    if (backend() == Backend::kCuda && !torch::cuda::is_available()) {
-      GTEST_SKIP() << "no CUDA device visible";
-    }
-    if (backend() == Backend::kAtenFallback) route_.emplace();
+    const BackendSpec& spec = backend_spec(backend());
+    const std::string skip = spec.needs_gpu ? spec.skip_reason() : "";
+    if (!skip.empty()) GTEST_SKIP() << skip;
+    if (spec.activate != nullptr) activation_ = spec.activate();
   }
-  void TearDown() override { route_.reset(); }
+  void TearDown() override { activation_.reset(); }
 
  private:
   static Backend backend_of(Backend backend) { return backend; }
@@ -93,7 +113,7 @@ class BackendFixture : public ::testing::TestWithParam<Param> {
     return std::get<0>(param);
   }
 
-  std::optional<AtenFallbackRoute> route_;
+  std::shared_ptr<void> activation_;
 };
 
 using BackendTest = BackendFixture<Backend>;

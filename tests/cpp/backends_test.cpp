@@ -142,13 +142,44 @@ TEST(AtenFallbackRoute, RegistrationWarnsNothing) {
   EXPECT_TRUE(log.messages.empty()) << log.messages.front();
 }
 
-TEST(AtenFallbackRoute, BackendNamesAndDevices) {
-  EXPECT_EQ(all_backends().size(), 3u);
+TEST(AtenFallbackRoute, OverridesTheFourDeviceOperators) {
+  EXPECT_EQ(AtenFallbackRoute::operators(),
+            (std::vector<std::string>{"_scaled_embedding_backward", "embedding_backward",
+                                      "embedding_lookup", "embedding_renorm_"}));
+}
+
+TEST(BackendTable, NamesDevicesAndActivation) {
+  EXPECT_EQ(all_backends(),
+            (std::vector<Backend>{Backend::kCpuKernels, Backend::kAtenFallback, Backend::kCuda}));
+  std::set<std::string> names;
+  for (const BackendSpec& spec : backend_table()) {
+    SCOPED_TRACE(spec.name);
+    EXPECT_EQ(&backend_spec(spec.id), &spec);
+    EXPECT_TRUE(names.insert(spec.name).second) << "two rows named " << spec.name;
+    EXPECT_EQ(spec.needs_gpu, spec.skip_reason != nullptr);
+    EXPECT_EQ(spec.needs_gpu, !spec.device.is_cpu());
+  }
   EXPECT_EQ(backend_name(Backend::kCpuKernels), "CpuKernels");
   EXPECT_EQ(backend_name(Backend::kAtenFallback), "AtenFallback");
   EXPECT_EQ(backend_name(Backend::kCuda), "Cuda");
   EXPECT_EQ(backend_device(Backend::kAtenFallback), c10::Device(c10::kCPU));
   EXPECT_TRUE(backend_device(Backend::kCuda).is_cuda());
+  EXPECT_EQ(backend_spec(Backend::kCuda).skip_reason(),
+            torch::cuda::is_available() ? "" : "no CUDA device visible");
+  EXPECT_EQ(backend_spec(Backend::kCpuKernels).activate, nullptr);
+  // The fallback's activation is a route: alive while held, gone when released.
+  const int64_t calls_before = AtenFallbackRoute::calls();
+  std::shared_ptr<void> active = backend_spec(Backend::kAtenFallback).activate();
+  unit_scaling::detail::scaled_backward_op().call(torch::ones({1, 2}), torch::tensor({1}),
+                                                  c10::SymInt(4), c10::SymInt(-1), 1.0);
+  EXPECT_EQ(AtenFallbackRoute::calls() - calls_before, 1);
+  active.reset();
+  unit_scaling::detail::scaled_backward_op().call(torch::ones({1, 2}), torch::tensor({1}),
+                                                  c10::SymInt(4), c10::SymInt(-1), 1.0);
+  EXPECT_EQ(AtenFallbackRoute::calls() - calls_before, 1);
+}
+
+TEST(BackendTable, ParamNames) {
   EXPECT_EQ(param_name(std::make_tuple(Backend::kCuda, at::kBFloat16, at::kInt)),
             "Cuda_BFloat16_Int");
   EXPECT_EQ(param_name(std::numeric_limits<double>::infinity()), "inf");

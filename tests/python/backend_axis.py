@@ -19,24 +19,28 @@ The library picks a backend by dispatch key (docs/ARCHITECTURE.md, docs/DEVICES.
     CUDA tensors: our CUDA kernels when the library registers them under ``CUDA``, else the
     fallback. Skipped without a GPU.
 
+Each backend is one row of ``BACKENDS`` (name, device, whether it needs a GPU, how to tell that
+it is missing, what to install while it is active): adding a backend adds a row, and every test
+that takes the ``backend`` fixture (conftest.py) or ``cases`` runs on it.
+
 Tests build their data on the CPU, move it with ``backend.to(...)`` and compare on the CPU.
 """
 import collections
 import contextlib
 import dataclasses
 import warnings
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 import torch
 
 import unit_scaling_cpp as usc  # also loads torch.ops.unit_scaling
 
-NAMES = ("cpu", "aten_fallback", "cuda")
 NO_CUDA = "no CUDA device visible"
 
-# The operators that each backend implements (src/backends/entry_points.h); the rest
-# (embedding, scale_fwd, scale_bwd) are device-neutral and reach these through the dispatcher.
+# The operators that each backend implements (register_backend in src/backends/entry_points.h;
+# test_backend_axis.py checks that the two lists agree); the rest (embedding, scale_fwd,
+# scale_bwd) are device-neutral and reach these through the dispatcher.
 DEVICE_OPERATORS = (
     "embedding_lookup",
     "embedding_backward",
@@ -98,6 +102,41 @@ def cuda_kernels_registered() -> bool:
                for name in DEVICE_OPERATORS)
 
 
+def _no_cuda_device() -> Optional[str]:
+    return None if torch.cuda.is_available() else NO_CUDA
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendSpec:
+    """A row of the backend table."""
+
+    name: str
+    device: str  # the torch device type of its tensors
+    needs_gpu: bool = False
+    # Needs a GPU: why it cannot run in this process (its tests are skipped with that), or None.
+    missing: Callable[[], Optional[str]] = lambda: None
+    # The context manager installed while a test runs on it (None: nothing), e.g. the route.
+    route: Optional[Callable[[], AtenFallbackRoute]] = None
+
+    def skip_reason(self) -> Optional[str]:
+        return self.missing() if self.needs_gpu else None
+
+
+# The backend axis, in test order. The first row runs every sample of ``cases``.
+BACKENDS = (
+    BackendSpec("cpu", "cpu"),
+    BackendSpec("aten_fallback", "cpu", route=AtenFallbackRoute),
+    BackendSpec("cuda", "cuda", needs_gpu=True, missing=_no_cuda_device),
+)
+NAMES = tuple(spec.name for spec in BACKENDS)
+_SPECS = {spec.name: spec for spec in BACKENDS}
+
+
+def spec(name) -> BackendSpec:
+    """The row of backend ``name``."""
+    return _SPECS[name]
+
+
 @dataclasses.dataclass
 class Backend:
     """What a test needs of its backend: the device its tensors live on."""
@@ -113,42 +152,43 @@ class Backend:
 
     def index_errors(self):
         """A context in which a bad index raises IndexError on this backend: the "raise"
-        index-check policy on CUDA (whose default is a device-side assertion, which would poison
-        this process's CUDA context; test_cuda_runtime.py checks it in subprocesses)."""
-        if self.name == "cuda":
+        index-check policy on a GPU backend (CUDA's default is a device-side assertion, which
+        would poison this process's CUDA context; test_cuda_runtime.py checks it in
+        subprocesses). The CPU backends raise under either policy."""
+        if spec(self.name).needs_gpu:
             return usc.index_check_policy("raise")
         return contextlib.nullcontext()
 
 
 @contextlib.contextmanager
 def activate(name):
-    """The Backend ``name``, with the route installed while it is active if it needs one."""
-    if name == "aten_fallback":
-        with AtenFallbackRoute() as route:
-            yield Backend(name, torch.device("cpu"), route)
-    else:
-        if name == "cuda" and not torch.cuda.is_available():
-            pytest.skip(NO_CUDA)
-        yield Backend(name, torch.device(name))
+    """The Backend ``name``, skipped where it cannot run, with its route installed while it is
+    active if it has one."""
+    row = spec(name)
+    reason = row.skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with (row.route() if row.route is not None else contextlib.nullcontext()) as route:
+        yield Backend(name, torch.device(row.device), route)
 
 
 def param(name, *values, id=None):
-    """A pytest.param for backend ``name`` (cuda skipped without a GPU) followed by values."""
-    marks = [pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)] \
-        if name == "cuda" else []
+    """A pytest.param for backend ``name`` (skipped where it cannot run) followed by values."""
+    reason = spec(name).skip_reason()
+    marks = [pytest.mark.skip(reason=reason)] if reason is not None else []
     return pytest.param(name, *values, marks=marks, id=name if id is None else f"{name}-{id}")
 
 
 def cases(samples, ids, subset=None, names=NAMES):
     """Parameters ``(backend, *sample)`` for an indirect ``backend`` parametrization.
 
-    Every sample runs on the CPU backend; the other backends run ``subset`` (a list of indices
-    into ``samples``, default all), so that a slow test can cover the other backends with a
-    representative subset.
+    Every sample runs on the first backend (the CPU kernels); the other backends run ``subset``
+    (a list of indices into ``samples``, default all), so that a slow test can cover the other
+    backends with a representative subset.
     """
     result = []
     for name in names:
-        chosen = range(len(samples)) if subset is None or name == "cpu" else subset
+        chosen = range(len(samples)) if subset is None or name == NAMES[0] else subset
         for i in chosen:
             result.append(param(name, *samples[i], id=ids[i]))
     return result

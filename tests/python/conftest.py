@@ -12,7 +12,8 @@ def _seed():
 
 @pytest.fixture(params=[backend_axis.param(name) for name in backend_axis.NAMES])
 def backend(request):
-    """The backend a contract test runs on (backend_axis.py): cpu, aten_fallback or cuda.
+    """The backend a contract test runs on: one per row of backend_axis.BACKENDS (cpu,
+    aten_fallback, cuda).
 
     Parametrize it indirectly (``backend_axis.cases``) to give a backend its own set of samples.
     """

@@ -85,3 +85,44 @@ def test_fixture_gives_each_backend(backend):
     if backend.route is not None:
         ops.embedding_lookup(backend.to(torch.tensor([0])), backend.to(torch.ones(2, 3)))
         assert backend.route.calls == {"embedding_lookup": 1}
+
+
+def test_device_operators_are_the_ones_every_backend_registers():
+    """DEVICE_OPERATORS is the Python copy of register_backend's list (entry_points.h): exactly
+    the operators with a kernel of their own under CPU, each with the fallback for the others."""
+    registered = {name.split("::", 1)[1]
+                  for name in torch._C._dispatch_get_registrations_for_dispatch_key("CPU")
+                  if name.startswith("unit_scaling::")}
+    assert registered == set(backend_axis.DEVICE_OPERATORS)
+    for name in backend_axis.DEVICE_OPERATORS:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"unit_scaling::{name}",
+                                                              "CompositeExplicitAutograd")
+
+
+def test_backend_table():
+    assert backend_axis.NAMES == ("cpu", "aten_fallback", "cuda")
+    for row in backend_axis.BACKENDS:
+        assert backend_axis.spec(row.name) is row
+        expected = backend_axis.NO_CUDA if row.needs_gpu and not torch.cuda.is_available() else None
+        assert row.skip_reason() == expected
+        assert (row.route is not None) == (row.name == "aten_fallback")
+        (mark,) = backend_axis.param(row.name).marks or [None]
+        assert (mark is not None) == (expected is not None)
+
+
+def test_activate_installs_the_route_only_while_active():
+    tokens, weight = torch.tensor([0]), torch.ones(2, 3)
+    with backend_axis.activate("aten_fallback") as chosen:
+        ops.embedding_lookup(tokens, weight)
+        assert chosen.route.calls == {"embedding_lookup": 1}
+    ops.embedding_lookup(tokens, weight)
+    assert chosen.route.calls == {"embedding_lookup": 1}
+    with backend_axis.activate("cpu") as chosen:
+        assert chosen.route is None and chosen.device == torch.device("cpu")
+
+
+def test_index_errors_pins_raise_on_gpu_backends_only(backend):
+    outside = usc.get_index_check_policy()
+    with backend.index_errors():
+        inside = usc.get_index_check_policy()
+    assert inside == ("raise" if backend_axis.spec(backend.name).needs_gpu else outside)

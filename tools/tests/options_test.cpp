@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,72 @@ TEST(Options, EchoedControlCharactersAreEscaped) {
   EXPECT_EQ(usage_error({"--bo\x7fgus"}), "unknown option '--bo\\x7fgus' (see --help)");
   EXPECT_EQ(usage_error({"--dtype", "caf\xc3\xa9"}),  // UTF-8 passes through
             "--dtype: expected float32, float64, bfloat16 or float16, got 'caf\xc3\xa9'");
+}
+
+// The option lines of --help ("  --name ARG   help"), as (name, takes a value).
+std::vector<std::pair<std::string, bool>> listed_options() {
+  std::vector<std::pair<std::string, bool>> listed;
+  std::istringstream text(report::usage());
+  for (std::string line; std::getline(text, line);) {
+    if (line.rfind("  --", 0) != 0) continue;
+    const size_t name_end = line.find(' ', 2);
+    listed.emplace_back(line.substr(2, name_end - 2), line[name_end + 1] != ' ');
+  }
+  return listed;
+}
+
+// --help, the parser and the unknown-option error agree: every listed option is recognized, a
+// listed value is required exactly where --help shows one, and anything else is unknown.
+TEST(Options, HelpListsWhatTheParserAccepts) {
+  const auto listed = listed_options();
+  ASSERT_EQ(listed.size(), 17u) << report::usage();
+  for (const auto& [name, takes_value] : listed) {
+    if (takes_value) {
+      EXPECT_EQ(usage_error({name}), name + ": missing value");
+    } else {
+      EXPECT_EQ(usage_error({name}), "") << name;
+    }
+    EXPECT_EQ(usage_error({name + "x"}), "unknown option '" + name + "x' (see --help)");
+  }
+  EXPECT_FALSE(report::parse_options({"--no-plots"}).plots);
+  EXPECT_TRUE(report::parse_options({"--help"}).help);
+  EXPECT_TRUE(report::parse_options({"-h"}).help);
+  EXPECT_FALSE(report::parse_options({}).help);
+  EXPECT_EQ(usage_error({"vocab"}), "unknown option 'vocab' (see --help)");
+}
+
+// Help text starts in column 24, continuation lines too; an argument too long for the column
+// gets one space.
+TEST(Options, HelpColumns) {
+  const std::string usage = report::usage();
+  for (const std::string line :
+       {"  --vocab V             table rows (default 50257)\n",
+        "  --accumulate sum|mean loss summed over the K micro-batches, or divided by K (default "
+        "sum)\n",
+        "  --plain-loss mean|sum the plain embedding's grad_out: r / N (default) or r, the same as "
+        "the\n                        unit-scaled one receives (compares the two embeddings "
+        "alone)\n",
+        "  --no-plots            skip the figures (no gnuplot needed)\n  --help                "
+        "this text\n\nBad arguments print one line and exit with status 2, writing nothing.\n"}) {
+    EXPECT_NE(usage.find(line), std::string::npos) << line;
+  }
+}
+
+TEST(Options, ValuesReachTheirFields) {
+  const report::Options options = report::parse_options(
+      {"--dist", "file:tokens.bin", "--token-type", "int32", "--dtype", "bfloat16", "--accumulate",
+       "mean", "--plain-loss", "sum", "--formats", "e4m3,float16", "--out", "dir", "--no-plots"});
+  EXPECT_EQ(options.distribution, report::Distribution::kFile);
+  EXPECT_EQ(options.token_file, "tokens.bin");
+  EXPECT_EQ(options.token_type, report::TokenType::kInt32);
+  EXPECT_EQ(options.dtype, "bfloat16");
+  EXPECT_TRUE(options.loss_mean);
+  EXPECT_FALSE(options.plain_loss_mean);
+  EXPECT_EQ(options.formats, (std::vector<std::string>{"e4m3", "float16"}));
+  EXPECT_EQ(options.out, "dir");
+  EXPECT_FALSE(options.plots);
+  EXPECT_EQ(usage_error({"--token-type", "int32"}),
+            "--token-type: only meaningful with --dist file:PATH");
 }
 
 }  // namespace

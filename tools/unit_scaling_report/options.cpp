@@ -1,5 +1,6 @@
 #include "unit_scaling_report/options.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -135,108 +136,153 @@ std::string Options::distribution_name() const {
   return "file:" + token_file;
 }
 
-Options parse_options(const std::vector<std::string>& args) {
-  Options options;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& option = args[i];
-    if (option == "--help" || option == "-h") {
-      options.help = true;
-      continue;
-    }
-    if (option == "--no-plots") {
-      options.plots = false;
-      continue;
-    }
-    const bool takes_value =
-        option == "--vocab" || option == "--dim" || option == "--tokens" || option == "--dist" ||
-        option == "--dtype" || option == "--padding-idx" || option == "--seed" ||
-        option == "--threads" || option == "--data-parallel" || option == "--accumulation" ||
-        option == "--accumulate" || option == "--plain-loss" || option == "--formats" ||
-        option == "--out" || option == "--token-type";
-    if (!takes_value) throw UsageError("unknown option '" + option + "' (see --help)");
-    if (i + 1 >= args.size()) throw UsageError(option + ": missing value");
-    const std::string& value = args[++i];
-    if (option == "--vocab") {
-      options.vocab = parse_positive(option, value);
-    } else if (option == "--dim") {
-      options.dim = parse_positive(option, value);
-    } else if (option == "--tokens") {
-      const auto parts = split(value, 'x');
-      if (parts.size() != 2)
-        throw UsageError("--tokens: expected BxT (e.g. 8x1024), got '" + value + "'");
-      options.batch = parse_positive(option, parts[0]);
-      options.sequence = parse_positive(option, parts[1]);
-      if (options.batch > std::numeric_limits<int64_t>::max() / options.sequence) {
-        throw UsageError("--tokens: " + value + " is more tokens than an int64 counts");
-      }
-    } else if (option == "--dist") {
-      if (value == "uniform") {
-        options.distribution = Distribution::kUniform;
-      } else if (value.rfind("zipf:", 0) == 0) {
-        options.distribution = Distribution::kZipf;
-        options.zipf_exponent = parse_number(option, value.substr(5));
-        if (options.zipf_exponent <= 0)
-          throw UsageError("--dist: zipf exponent must be > 0, got " + value.substr(5));
-      } else if (value.rfind("file:", 0) == 0 && value.size() > 5) {
-        options.distribution = Distribution::kFile;
-        options.token_file = value.substr(5);
-      } else {
-        throw UsageError("--dist: expected uniform, zipf:S or file:PATH, got '" + value + "'");
-      }
-    } else if (option == "--token-type") {
-      if (value == "uint16") {
-        options.token_type = TokenType::kUint16;
-      } else if (value == "int32") {
-        options.token_type = TokenType::kInt32;
-      } else {
-        throw UsageError("--token-type: expected uint16 or int32, got '" + value + "'");
-      }
-    } else if (option == "--dtype") {
-      if (!contains(kKnownDtypes, value)) {
-        throw UsageError("--dtype: expected float32, float64, bfloat16 or float16, got '" + value +
-                         "'");
-      }
-      options.dtype = value;
-    } else if (option == "--padding-idx") {
-      options.padding_idx = parse_integer(option, value);
-    } else if (option == "--seed") {
-      const int64_t seed = parse_integer(option, value);
-      if (seed < 0) throw UsageError("--seed: must be >= 0, got " + value);
-      options.seed = static_cast<uint64_t>(seed);
-    } else if (option == "--threads") {
-      const int64_t threads = parse_positive(option, value);
-      if (threads > kMaxThreads) {
-        throw UsageError("--threads: must be <= " + std::to_string(kMaxThreads) + ", got " + value);
-      }
-      options.threads = static_cast<int>(threads);
-    } else if (option == "--formats") {
-      options.formats = split(value, ',');
-      if (options.formats.empty()) throw UsageError("--formats: empty list");
-      for (const auto& format : options.formats) {
-        if (!contains(kKnownFormats, format)) {
-          throw UsageError("--formats: unknown format '" + format +
-                           "' (known: float16, bfloat16, e4m3, e5m2)");
-        }
-      }
-    } else if (option == "--data-parallel") {
-      options.data_parallel = parse_positive(option, value);
-    } else if (option == "--accumulation") {
-      options.accumulation = parse_positive(option, value);
-    } else if (option == "--accumulate") {
-      if (value != "sum" && value != "mean") {
-        throw UsageError("--accumulate: expected sum or mean, got '" + value + "'");
-      }
-      options.loss_mean = value == "mean";
-    } else if (option == "--plain-loss") {
-      if (value != "sum" && value != "mean") {
-        throw UsageError("--plain-loss: expected mean or sum, got '" + value + "'");
-      }
-      options.plain_loss_mean = value == "mean";
-    } else if (option == "--out") {
-      if (value.empty()) throw UsageError("--out: empty path");
-      options.out = value;
-    }
+namespace {
+
+// One row per option: parse_options, the unknown-option error and --help all read this table.
+struct OptionSpec {
+  const char* name;      // e.g. "--vocab"
+  const char* alias;     // another accepted spelling, not listed in --help; or nullptr
+  const char* argument;  // the value's name in --help, e.g. "V"; nullptr for a flag (no value)
+  const char* help;      // the --help text; each '\n' starts a continuation line
+  // Stores the value in `options` (a flag gets ""); throws UsageError for a bad one.
+  void (*parse)(Options& options, const std::string& option, const std::string& value);
+};
+
+const OptionSpec kOptionTable[] = {
+    {"--vocab", nullptr, "V", "table rows (default 50257)",
+     [](Options& o, const std::string& option, const std::string& value) {
+       o.vocab = parse_positive(option, value);
+     }},
+    {"--dim", nullptr, "D", "embedding width (default 768)",
+     [](Options& o, const std::string& option, const std::string& value) {
+       o.dim = parse_positive(option, value);
+     }},
+    {"--tokens", nullptr, "BxT", "batch x sequence tokens (default 8x1024)",
+     [](Options& o, const std::string& option, const std::string& value) {
+       const auto parts = split(value, 'x');
+       if (parts.size() != 2) {
+         throw UsageError("--tokens: expected BxT (e.g. 8x1024), got '" + value + "'");
+       }
+       o.batch = parse_positive(option, parts[0]);
+       o.sequence = parse_positive(option, parts[1]);
+       if (o.batch > std::numeric_limits<int64_t>::max() / o.sequence) {
+         throw UsageError("--tokens: " + value + " is more tokens than an int64 counts");
+       }
+     }},
+    {"--dist", nullptr, "KIND", "uniform | zipf:S (default zipf:1.1) | file:PATH",
+     [](Options& o, const std::string& option, const std::string& value) {
+       if (value == "uniform") {
+         o.distribution = Distribution::kUniform;
+       } else if (value.rfind("zipf:", 0) == 0) {
+         o.distribution = Distribution::kZipf;
+         o.zipf_exponent = parse_number(option, value.substr(5));
+         if (o.zipf_exponent <= 0) {
+           throw UsageError("--dist: zipf exponent must be > 0, got " + value.substr(5));
+         }
+       } else if (value.rfind("file:", 0) == 0 && value.size() > 5) {
+         o.distribution = Distribution::kFile;
+         o.token_file = value.substr(5);
+       } else {
+         throw UsageError("--dist: expected uniform, zipf:S or file:PATH, got '" + value + "'");
+       }
+     }},
+    {"--token-type", nullptr, "TYPE",
+     "for file: uint16 (raw, nanoGPT .bin) or int32 (raw); default: llm.c\n"
+     "shard if the file has its header, else raw uint16",
+     [](Options& o, const std::string&, const std::string& value) {
+       if (value == "uint16") {
+         o.token_type = TokenType::kUint16;
+       } else if (value == "int32") {
+         o.token_type = TokenType::kInt32;
+       } else {
+         throw UsageError("--token-type: expected uint16 or int32, got '" + value + "'");
+       }
+     }},
+    {"--dtype", nullptr, "TYPE", "float32 (default), float64, bfloat16, float16",
+     [](Options& o, const std::string&, const std::string& value) {
+       if (!contains(kKnownDtypes, value)) {
+         throw UsageError("--dtype: expected float32, float64, bfloat16 or float16, got '" + value +
+                          "'");
+       }
+       o.dtype = value;
+     }},
+    {"--padding-idx", nullptr, "I", "padding row, in [-V, V)",
+     [](Options& o, const std::string& option, const std::string& value) {
+       o.padding_idx = parse_integer(option, value);
+     }},
+    {"--seed", nullptr, "S", "random seed (default 0)",
+     [](Options& o, const std::string& option, const std::string& value) {
+       const int64_t seed = parse_integer(option, value);
+       if (seed < 0) throw UsageError("--seed: must be >= 0, got " + value);
+       o.seed = static_cast<uint64_t>(seed);
+     }},
+    {"--threads", nullptr, "N", "intra-op threads (default: PyTorch's)",
+     [](Options& o, const std::string& option, const std::string& value) {
+       const int64_t threads = parse_positive(option, value);
+       if (threads > kMaxThreads) {
+         throw UsageError("--threads: must be <= " + std::to_string(kMaxThreads) + ", got " +
+                          value);
+       }
+       o.threads = static_cast<int>(threads);
+     }},
+    {"--data-parallel", nullptr, "P",
+     "data-parallel ranks whose gradients are averaged (default 1)",
+     [](Options& o, const std::string& option, const std::string& value) {
+       o.data_parallel = parse_positive(option, value);
+     }},
+    {"--accumulation", nullptr, "K", "accumulated micro-batches per optimizer step (default 1)",
+     [](Options& o, const std::string& option, const std::string& value) {
+       o.accumulation = parse_positive(option, value);
+     }},
+    {"--accumulate", nullptr, "sum|mean",
+     "loss summed over the K micro-batches, or divided by K (default sum)",
+     [](Options& o, const std::string&, const std::string& value) {
+       if (value != "sum" && value != "mean") {
+         throw UsageError("--accumulate: expected sum or mean, got '" + value + "'");
+       }
+       o.loss_mean = value == "mean";
+     }},
+    {"--plain-loss", nullptr, "mean|sum",
+     "the plain embedding's grad_out: r / N (default) or r, the same as the\n"
+     "unit-scaled one receives (compares the two embeddings alone)",
+     [](Options& o, const std::string&, const std::string& value) {
+       if (value != "sum" && value != "mean") {
+         throw UsageError("--plain-loss: expected mean or sum, got '" + value + "'");
+       }
+       o.plain_loss_mean = value == "mean";
+     }},
+    {"--formats", nullptr, "LIST", "comma list of float16,bfloat16,e4m3,e5m2 (default: all)",
+     [](Options& o, const std::string&, const std::string& value) {
+       o.formats = split(value, ',');
+       if (o.formats.empty()) throw UsageError("--formats: empty list");
+       for (const auto& format : o.formats) {
+         if (!contains(kKnownFormats, format)) {
+           throw UsageError("--formats: unknown format '" + format +
+                            "' (known: float16, bfloat16, e4m3, e5m2)");
+         }
+       }
+     }},
+    {"--out", nullptr, "DIR", "output folder for report.csv and figures (default report/)",
+     [](Options& o, const std::string&, const std::string& value) {
+       if (value.empty()) throw UsageError("--out: empty path");
+       o.out = value;
+     }},
+    {"--no-plots", nullptr, nullptr, "skip the figures (no gnuplot needed)",
+     [](Options& o, const std::string&, const std::string&) { o.plots = false; }},
+    {"--help", "-h", nullptr, "this text",
+     [](Options& o, const std::string&, const std::string&) { o.help = true; }},
+};
+
+// The row of `option` (its name or alias), or nullptr.
+const OptionSpec* find_option(const std::string& option) {
+  for (const OptionSpec& spec : kOptionTable) {
+    if (option == spec.name || (spec.alias != nullptr && option == spec.alias)) return &spec;
   }
+  return nullptr;
+}
+
+// The checks that involve more than one option, once all are read.
+void check_combinations(const Options& options) {
   if (options.padding_idx &&
       (*options.padding_idx < -options.vocab || *options.padding_idx >= options.vocab)) {
     throw UsageError("--padding-idx: " + std::to_string(*options.padding_idx) +
@@ -256,6 +302,39 @@ Options parse_options(const std::vector<std::string>& args) {
   if (options.token_type != TokenType::kAuto && options.distribution != Distribution::kFile) {
     throw UsageError("--token-type: only meaningful with --dist file:PATH");
   }
+}
+
+// The option list of --help: "  NAME ARGUMENT" then the help text from column 24, its
+// continuation lines indented to the same column.
+std::string option_help() {
+  constexpr size_t kHelpColumn = 24;
+  std::string text;
+  for (const OptionSpec& spec : kOptionTable) {
+    std::string line = std::string("  ") + spec.name;
+    if (spec.argument != nullptr) line += std::string(" ") + spec.argument;
+    line.resize(std::max(line.size() + 1, kHelpColumn), ' ');
+    for (const std::string& help_line : split(spec.help, '\n')) {
+      text += line + help_line + '\n';
+      line.assign(kHelpColumn, ' ');
+    }
+  }
+  return text;
+}
+
+}  // namespace
+
+Options parse_options(const std::vector<std::string>& args) {
+  Options options;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& option = args[i];
+    const OptionSpec* spec = find_option(option);
+    if (spec == nullptr) throw UsageError("unknown option '" + option + "' (see --help)");
+    if (spec->argument != nullptr && i + 1 >= args.size()) {
+      throw UsageError(option + ": missing value");
+    }
+    spec->parse(options, option, spec->argument != nullptr ? args[++i] : std::string());
+  }
+  check_combinations(options);
   return options;
 }
 
@@ -274,26 +353,8 @@ a loss averaged over the N tokens (grad_out = r / N, PyTorch's default) against 
 embedding (unit-scaling-cpp) in a unit-scaled model (grad_out = r), r ~ N(0, 1) standing for the
 rest of the model. With no options: GPT-2 shape, 8x1024 Zipf(1.1) tokens, float32.
 
-  --vocab V             table rows (default 50257)
-  --dim D               embedding width (default 768)
-  --tokens BxT          batch x sequence tokens (default 8x1024)
-  --dist KIND           uniform | zipf:S (default zipf:1.1) | file:PATH
-  --token-type TYPE     for file: uint16 (raw, nanoGPT .bin) or int32 (raw); default: llm.c
-                        shard if the file has its header, else raw uint16
-  --dtype TYPE          float32 (default), float64, bfloat16, float16
-  --padding-idx I       padding row, in [-V, V)
-  --seed S              random seed (default 0)
-  --threads N           intra-op threads (default: PyTorch's)
-  --data-parallel P     data-parallel ranks whose gradients are averaged (default 1)
-  --accumulation K      accumulated micro-batches per optimizer step (default 1)
-  --accumulate sum|mean loss summed over the K micro-batches, or divided by K (default sum)
-  --plain-loss mean|sum the plain embedding's grad_out: r / N (default) or r, the same as the
-                        unit-scaled one receives (compares the two embeddings alone)
-  --formats LIST        comma list of float16,bfloat16,e4m3,e5m2 (default: all)
-  --out DIR             output folder for report.csv and figures (default report/)
-  --no-plots            skip the figures (no gnuplot needed)
-  --help                this text
-
+)" + option_help() +
+         R"(
 Bad arguments print one line and exit with status 2, writing nothing.
 )";
 }
