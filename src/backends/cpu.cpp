@@ -28,33 +28,28 @@ struct CpuBackend {
 
   static at::Tensor gather(const at::Tensor& weight, const at::Tensor& indices) {
     at::Tensor out = empty_output(lookup_shape(indices.sizes(), weight.size(1)), weight.options());
-    kernels::gather_rows(weight.element_size(), const_matrix(weight), index_array(indices),
-                         out.mutable_data_ptr(), aten_executor());
+    kernels::gather_rows(gather_params(weight, indices, out), aten_executor());
     return out;
   }
 
-  // Validates the indices, then allocates the gradient, then the counting sort's V + 1
-  // counters (none for a zero-width gradient): nothing sized by num_weights is allocated
-  // before the indices are known to be valid.
+  // Validates the indices, then allocates the gradient, then (in the kernel) the counting
+  // sort's V + 1 counters (none for a zero-width gradient): nothing sized by num_weights is
+  // allocated before the indices are known to be valid.
   static at::Tensor scaled_backward(const at::Tensor& grad_output, const at::Tensor& indices,
                                     int64_t num_weights, int64_t padding_row, double scale) {
     throw_if_bad_index(indices, first_bad_index(indices, num_weights), num_weights);
     const int64_t dim = grad_output.size(-1);
     at::Tensor grad_weight = empty_output({num_weights, dim}, grad_output.options());
     if (dim == 0) return grad_weight;
-    kernels::RowGroups groups;
-    kernels::group_positions_by_row(index_array(indices), num_weights, padding_row, groups);
     const at::Tensor grad = grad_output.contiguous();
-    kernels::write_scaled_gradient(kernel_dtype(grad.scalar_type()), groups, grad.const_data_ptr(),
-                                   dim, scale, grad_weight.mutable_data_ptr(), aten_executor());
+    kernels::write_scaled_gradient(backward_params(grad, indices, padding_row, scale, grad_weight),
+                                   aten_executor());
     return grad_weight;
   }
 
   static void renorm_rows(const at::Tensor& weight, const at::Tensor& indices, double max_norm,
                           double norm_type) {
-    const std::vector<int64_t> rows = kernels::distinct_rows(index_array(indices), weight.size(0));
-    kernels::renorm_rows(kernel_dtype(weight.scalar_type()), mutable_matrix(weight), rows, max_norm,
-                         norm_type, aten_executor());
+    kernels::renorm_rows(renorm_params(weight, indices, max_norm, norm_type), aten_executor());
   }
 };
 

@@ -77,8 +77,7 @@ struct CudaBackend {
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     at::Tensor out = at::empty(lookup_shape(indices.sizes(), weight.size(1)), weight.options());
     const Report report(indices, stream);
-    C10_CUDA_CHECK(cuda_kernels::gather_rows(weight.element_size(), const_matrix(weight),
-                                             index_array(indices), out.mutable_data_ptr(),
+    C10_CUDA_CHECK(cuda_kernels::gather_rows(gather_params(weight, indices, out),
                                              report.kernel_report(), stream));
     report.throw_if_bad(indices, weight.size(0));
     return out;
@@ -96,15 +95,14 @@ struct CudaBackend {
                                                  report.kernel_report(), stream));
       report.throw_if_bad(indices, num_weights);
     }
-    const kernels::DType dtype = kernel_dtype(grad.scalar_type());
     at::Tensor grad_weight = at::empty({num_weights, dim}, grad.options());
-    const size_t bytes =
-        cuda_kernels::backward_workspace_bytes(dtype, indices.numel(), num_weights, dim);
+    const kernels::BackwardParams params =
+        backward_params(grad, indices, padding_row, scale, grad_weight);
+    const size_t bytes = cuda_kernels::backward_workspace_bytes(params);
     at::Tensor workspace =
         at::empty({static_cast<int64_t>(bytes)}, grad.options().dtype(at::kByte));
-    C10_CUDA_CHECK(cuda_kernels::write_scaled_gradient(
-        dtype, index_array(indices), num_weights, padding_row, grad.const_data_ptr(), dim, scale,
-        grad_weight.mutable_data_ptr(), workspace.mutable_data_ptr(), bytes, stream));
+    C10_CUDA_CHECK(
+        cuda_kernels::write_scaled_gradient(params, workspace.mutable_data_ptr(), bytes, stream));
     return grad_weight;
   }
 
@@ -115,12 +113,12 @@ struct CudaBackend {
     const Report report(indices, stream, /*guard_writes=*/true);
     C10_CUDA_CHECK(cuda_kernels::check_indices(index_array(indices), weight.size(0),
                                                report.kernel_report(), stream));
+    const kernels::RenormParams params = renorm_params(weight, indices, max_norm, norm_type);
     at::Tensor workspace =
-        at::empty({static_cast<int64_t>(cuda_kernels::renorm_workspace_bytes(weight.size(0)))},
+        at::empty({static_cast<int64_t>(cuda_kernels::renorm_workspace_bytes(params))},
                   weight.options().dtype(at::kByte));
-    C10_CUDA_CHECK(cuda_kernels::renorm_rows(
-        kernel_dtype(weight.scalar_type()), mutable_matrix(weight), index_array(indices), max_norm,
-        norm_type, report.kernel_report().status, workspace.mutable_data_ptr(), stream));
+    C10_CUDA_CHECK(cuda_kernels::renorm_rows(params, report.kernel_report().status,
+                                             workspace.mutable_data_ptr(), stream));
     report.throw_if_bad(indices, weight.size(0));
   }
 };

@@ -171,25 +171,28 @@ int64_t group_positions_by_row(IndexArray indices, int64_t num_rows, int64_t pad
   });
 }
 
-void write_scaled_gradient(DType dtype, const RowGroups& groups, const void* grad_out, int64_t dim,
-                           double scale, void* grad_weight, const Executor& executor) {
-  const auto num_rows = static_cast<int64_t>(groups.start.size()) - 1;
-  if (num_rows <= 0 || dim == 0) return;
+void write_scaled_gradient(const BackwardParams& params, const Executor& executor) {
+  const int64_t num_rows = params.num_rows;
+  const int64_t dim = params.dim;
+  if (num_rows <= 0 || dim == 0) return;  // nothing to write: no V + 1 counters either
+  RowGroups groups;
+  if (group_positions_by_row(params.indices, num_rows, params.padding_row, groups) >= 0) return;
   const std::vector<Task> tasks = plan_tasks(groups, num_rows, dim, executor.num_threads);
   const auto task_count = static_cast<int64_t>(tasks.size());
   const int64_t workers = std::min<int64_t>(std::max(1, executor.num_threads), task_count);
 
-  detail::with_dtype(dtype, [&](auto tag) {
+  detail::with_dtype(params.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using Acc = typename Element<T>::Acc;
-    const auto* grad = static_cast<const T*>(grad_out);
-    auto* result = static_cast<T*>(grad_weight);
+    const auto* grad = static_cast<const T*>(params.grad_out);
+    auto* result = static_cast<T*>(params.grad_weight);
+    const auto scale = static_cast<Acc>(params.scale);
     std::atomic<int64_t> next_task{0};
     executor.parallel_for(0, workers, 1, [&](int64_t, int64_t) {
       std::vector<Acc> sums(2 * static_cast<size_t>(dim));  // `sum` and `part` of run_task
       for (int64_t t = next_task++; t < task_count; t = next_task++) {
-        run_task<T>(tasks[static_cast<size_t>(t)], groups, grad, dim, static_cast<Acc>(scale),
-                    sums.data(), sums.data() + dim, result);
+        run_task<T>(tasks[static_cast<size_t>(t)], groups, grad, dim, scale, sums.data(),
+                    sums.data() + dim, result);
       }
     });
   });

@@ -28,20 +28,21 @@ inline void copy_row(char* __restrict dst, const char* __restrict src, int64_t b
   std::memcpy(dst, src, static_cast<size_t>(bytes));
 }
 
-void gather_rows(size_t element_bytes, ConstMatrix weight, IndexArray indices, void* out,
-                 const Executor& executor) {
+void gather_rows(const GatherParams& params, const Executor& executor) {
+  const ConstMatrix weight = params.weight;
+  const size_t element_bytes = params.element_bytes;
   const int64_t dim = weight.cols;
-  const int64_t count = indices.count;
+  const int64_t count = params.indices.count;
   if (count == 0 || dim == 0) return;
   const auto* src = static_cast<const char*>(weight.data);
-  auto* dst = static_cast<char*>(out);
+  auto* dst = static_cast<char*>(params.out);
   const auto bytes = static_cast<int64_t>(element_bytes);
   const int64_t row_bytes = dim * bytes;
   const int64_t row_stride_bytes = weight.row_stride * bytes;
   const int64_t col_stride_bytes = weight.col_stride * bytes;
-  with_index_type(indices.type, [&](auto tag) {
+  with_index_type(params.indices.type, [&](auto tag) {
     using Index = typename decltype(tag)::type;
-    const auto* idx = static_cast<const Index*>(indices.data);
+    const auto* idx = static_cast<const Index*>(params.indices.data);
     executor.parallel_for(0, count, grain_for(dim), [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         const char* row = src + static_cast<int64_t>(idx[p]) * row_stride_bytes;

@@ -1,60 +1,64 @@
 // max_norm: in-place renormalisation of the referenced rows.
-#include <cmath>
-
 #include "kernels/element.h"
 #include "kernels/embedding_kernels.h"
+#include "kernels/p_norm.h"
 
 namespace unit_scaling::kernels {
 namespace {
 
 using detail::Element;
 
-// p-norm of one strided row, accumulated in Acc. NaN propagates (as in at::norm).
+// p-norm of one strided row, accumulated in Acc in ascending column order (p_norm.h). The two
+// loops keep the test of p out of the p = inf one.
 template <typename T>
 typename Element<T>::Acc row_norm(const T* row, int64_t cols, int64_t col_stride, double p) {
   using Acc = typename Element<T>::Acc;
   Acc total = 0;
   if (std::isinf(p)) {
     for (int64_t c = 0; c < cols; ++c) {
-      const Acc a = std::abs(Element<T>::load(row[c * col_stride]));
-      if (!(a <= total) && !std::isnan(total)) total = a;  // once NaN, the norm stays NaN
+      const Acc a = p_norm::absolute(Element<T>::load(row[c * col_stride]));
+      total = p_norm::add(total, a, /*is_inf=*/true);
     }
     return total;
   }
   const auto acc_p = static_cast<Acc>(p);
   for (int64_t c = 0; c < cols; ++c) {
-    const Acc a = std::abs(Element<T>::load(row[c * col_stride]));
-    total += p == 1.0 ? a : p == 2.0 ? a * a : std::pow(a, acc_p);
+    const Acc a = p_norm::absolute(Element<T>::load(row[c * col_stride]));
+    total = p_norm::add(total, p_norm::term(a, /*is_inf=*/false, p, acc_p), /*is_inf=*/false);
   }
-  if (p == 1.0) return total;
-  if (p == 2.0) return std::sqrt(total);
-  return std::pow(total, static_cast<Acc>(1.0 / p));
+  return p_norm::root(total, /*is_inf=*/false, p);
 }
 
 }  // namespace
 
-// Memory traffic: each distinct referenced row is read once and, if too long, written once.
-void renorm_rows(DType dtype, MutableMatrix weight, const std::vector<int64_t>& rows,
-                 double max_norm, double norm_type, const Executor& executor) {
-  if (rows.empty() || weight.cols == 0) return;  // zero-width rows have norm 0 (and may be null)
-  detail::with_dtype(dtype, [&](auto tag) {
+// Memory traffic: the N indices read once (distinct_rows), then each distinct referenced row
+// read once and, if too long, written once.
+void renorm_rows(const RenormParams& params, const Executor& executor) {
+  const MutableMatrix weight = params.weight;
+  if (params.indices.count == 0 || weight.cols == 0) return;  // zero-width rows: norm 0
+  const std::vector<int64_t> rows = distinct_rows(params.indices, weight.rows);
+  const double max_norm = params.max_norm;
+  const double norm_type = params.norm_type;
+  detail::with_dtype(params.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using Acc = typename Element<T>::Acc;
     auto* base = static_cast<T*>(weight.data);
+    const int64_t cols = weight.cols;
+    const int64_t row_stride = weight.row_stride;
+    const int64_t col_stride = weight.col_stride;
     const auto count = static_cast<int64_t>(rows.size());
-    executor.parallel_for(
-        0, count, detail::grain_for(weight.cols), [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) {
-            T* row = base + rows[static_cast<size_t>(i)] * weight.row_stride;
-            const double norm = row_norm(row, weight.cols, weight.col_stride, norm_type);
-            if (!(norm > max_norm)) continue;
-            const auto factor = static_cast<Acc>(max_norm / (norm + 1e-7));
-            for (int64_t c = 0; c < weight.cols; ++c) {
-              T& x = row[c * weight.col_stride];
-              x = Element<T>::store(Element<T>::load(x) * factor);
-            }
-          }
-        });
+    executor.parallel_for(0, count, detail::grain_for(cols), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        T* row = base + rows[static_cast<size_t>(i)] * row_stride;
+        const double norm = row_norm(row, cols, col_stride, norm_type);
+        if (!p_norm::exceeds(norm, max_norm)) continue;
+        const auto factor = p_norm::rescale_factor<Acc>(norm, max_norm);
+        for (int64_t c = 0; c < cols; ++c) {
+          T& x = row[c * col_stride];
+          x = Element<T>::store(Element<T>::load(x) * factor);
+        }
+      }
+    });
   });
 }
 

@@ -3,7 +3,8 @@
 // against backward_stream_operations(), and the backward's time at the GPT-2 and Llama-3 shapes.
 // Build (here) and run (on the GPU machine):
 //   nvcc -std=c++17 -O3 -arch=sm_90 -Isrc tests/cuda_build/device_check.cu src/kernels/cuda/*.cu \
-//     src/kernels/backward.cpp src/kernels/renorm.cpp -o build-kernels/device_check
+//     src/kernels/backward.cpp src/kernels/renorm.cpp src/kernels/index_checks.cpp \
+//     -o build-kernels/device_check
 //   build-kernels/device_check            (exit status 0: every check passed)
 #include <cuda_runtime.h>
 
@@ -86,28 +87,29 @@ static void backward_case(k::DType dtype, int64_t n, int64_t v, int64_t d, bool 
   const double scale = std::sqrt(static_cast<double>(v) / n);
   const size_t out_bytes = static_cast<size_t>(v * d) * eb;
 
-  const k::IndexArray host_indices{k::IndexType::kInt64, idx.data(), n};
-  k::RowGroups groups;
-  k::group_positions_by_row(host_indices, v, padding, groups);
   std::vector<char> cpu(out_bytes);
-  k::write_scaled_gradient(dtype, groups, grad.data(), d, scale, cpu.data(), k::Executor{});
+  const k::BackwardParams host{
+      dtype, {k::IndexType::kInt64, idx.data(), n}, v, padding, grad.data(), d, scale, cpu.data()};
+  k::write_scaled_gradient(host, k::Executor{});
 
   int64_t* d_idx;
   void *d_grad, *d_out, *d_ws = nullptr;
   CHECK(cudaMalloc(&d_idx, static_cast<size_t>(n) * 8));
   CHECK(cudaMalloc(&d_grad, grad.size()));
   CHECK(cudaMalloc(&d_out, out_bytes));
-  const size_t ws = k::cuda::backward_workspace_bytes(dtype, n, v, d);
+  const k::BackwardParams device{
+      dtype, {k::IndexType::kInt64, nullptr, n}, v, padding, nullptr, d, scale, nullptr};
+  const size_t ws = k::cuda::backward_workspace_bytes(device);
   if (ws) CHECK(cudaMalloc(&d_ws, ws));
   CHECK(cudaMemcpy(d_idx, idx.data(), static_cast<size_t>(n) * 8, cudaMemcpyHostToDevice));
   CHECK(cudaMemcpy(d_grad, grad.data(), grad.size(), cudaMemcpyHostToDevice));
   cudaStream_t stream;
   CHECK(cudaStreamCreate(&stream));
-  const k::IndexArray dev_indices{k::IndexType::kInt64, d_idx, n};
-  const auto run = [&] {
-    CHECK(k::cuda::write_scaled_gradient(dtype, dev_indices, v, padding, d_grad, d, scale, d_out,
-                                         d_ws, ws, stream));
-  };
+  k::BackwardParams params = device;
+  params.indices.data = d_idx;
+  params.grad_out = d_grad;
+  params.grad_weight = d_out;
+  const auto run = [&] { CHECK(k::cuda::write_scaled_gradient(params, d_ws, ws, stream)); };
   std::vector<char> gpu(out_bytes), again(out_bytes);
   CHECK(cudaMemsetAsync(d_out, 0xAB, out_bytes, stream));
   run();
@@ -126,7 +128,7 @@ static void backward_case(k::DType dtype, int64_t n, int64_t v, int64_t d, bool 
   CHECK(cudaStreamEndCapture(stream, &graph));
   size_t nodes = 0;
   CHECK(cudaGraphGetNodes(graph, nullptr, &nodes));
-  const int64_t expected = k::cuda::backward_stream_operations(dtype, n, v, d);
+  const int64_t expected = k::cuda::backward_stream_operations(params);
   cudaGraphExec_t exec;
   CHECK(cudaGraphInstantiate(&exec, graph, 0));
 
@@ -186,25 +188,28 @@ static void renorm_case(k::DType dtype, int64_t rows, int64_t cols, double p) {
   }
   std::vector<char> cpu(table);
   const std::vector<int64_t> idx = make_indices(4096, rows, true, 9);
-  std::vector<int64_t> distinct(idx);
-  std::sort(distinct.begin(), distinct.end());
-  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
   const double max_norm =
       std::isinf(p) ? 4.0 : (p < 1 ? 1.5 : 3.0) * std::pow(static_cast<double>(cols), 1 / p);
-  k::renorm_rows(dtype, {cpu.data(), rows, cols, cols, 1}, distinct, max_norm, p, k::Executor{});
+  const k::IndexArray host_indices{k::IndexType::kInt64, idx.data(),
+                                   static_cast<int64_t>(idx.size())};
+  k::renorm_rows({dtype, {cpu.data(), rows, cols, cols, 1}, host_indices, max_norm, p},
+                 k::Executor{});
   void *d_table, *d_ws;
   int64_t* d_idx;
   unsigned long long* d_status;
   CHECK(cudaMalloc(&d_table, table.size()));
   CHECK(cudaMalloc(&d_idx, idx.size() * 8));
   CHECK(cudaMalloc(&d_status, 8));
-  CHECK(cudaMalloc(&d_ws, k::cuda::renorm_workspace_bytes(rows)));
+  const k::RenormParams params{dtype, {nullptr, rows, cols, cols, 1}, {}, max_norm, p};
+  CHECK(cudaMalloc(&d_ws, k::cuda::renorm_workspace_bytes(params)));
   CHECK(cudaMemcpy(d_table, table.data(), table.size(), cudaMemcpyHostToDevice));
   CHECK(cudaMemcpy(d_idx, idx.data(), idx.size() * 8, cudaMemcpyHostToDevice));
   const k::IndexArray indices{k::IndexType::kInt64, d_idx, static_cast<int64_t>(idx.size())};
   CHECK(k::cuda::check_indices(indices, rows, {d_status, false}, nullptr));
-  CHECK(k::cuda::renorm_rows(dtype, {d_table, rows, cols, cols, 1}, indices, max_norm, p, d_status,
-                             d_ws, nullptr));
+  k::RenormParams device = params;
+  device.weight.data = d_table;
+  device.indices = indices;
+  CHECK(k::cuda::renorm_rows(device, d_status, d_ws, nullptr));
   std::vector<char> gpu(table.size());
   CHECK(cudaMemcpy(gpu.data(), d_table, table.size(), cudaMemcpyDeviceToHost));
   size_t differing = 0;

@@ -323,6 +323,7 @@ namespace emulation {
 template <typename Kernel>
 auto launch(unsigned blocks, int threads, Kernel kernel) {
   return [=](auto... args) {
+    static_assert((sizeof(args) + ... + 0) <= 4096, "a launch's parameters exceed 4 KiB");
     if (threads < 1 || threads > 1024) fail("threads per block outside [1, 1024]");
     if (blocks < 1 || blocks > 0x7FFFFFFFu) fail("blocks outside [1, 2^31 - 1]");
     ++stream_operations;

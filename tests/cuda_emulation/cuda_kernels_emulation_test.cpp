@@ -116,24 +116,29 @@ void expect_backward_matches_cpu(const BackwardCase& c) {
   const double scale = std::sqrt(static_cast<double>(c.num_rows) / std::max<int64_t>(c.count, 1));
   const size_t out_bytes = static_cast<size_t>(c.num_rows * c.dim) * bytes;
 
-  RowGroups groups;
-  ASSERT_EQ(group_positions_by_row(indices, c.num_rows, c.padding_row, groups), -1);
   Buffer cpu(out_bytes);
-  write_scaled_gradient(c.dtype, groups, grad, c.dim, scale, cpu.data(), Executor{});
-
-  const size_t workspace_bytes =
-      cuda::backward_workspace_bytes(c.dtype, c.count, c.num_rows, c.dim);
-  Buffer workspace(workspace_bytes);
   Buffer gpu(out_bytes);
+  // One set of parameters for both kernels; only the output differs.
+  const BackwardParams params{c.dtype, indices, c.num_rows, c.padding_row,
+                              grad,    c.dim,   scale,      cpu.data()};
+  write_scaled_gradient(params, Executor{});
+
+  BackwardParams gpu_params = params;
+  gpu_params.grad_weight = gpu.data();
+  const size_t workspace_bytes = cuda::backward_workspace_bytes(gpu_params);
+  Buffer workspace(workspace_bytes);
   std::memset(gpu.data(), 0xAB, out_bytes);  // every byte must be written
   emulation::stream_operations = 0;
-  ASSERT_EQ(
-      cuda::write_scaled_gradient(c.dtype, indices, c.num_rows, c.padding_row, grad, c.dim, scale,
-                                  gpu.data(), workspace.data(), workspace_bytes, nullptr),
-      cudaSuccess);
+  ASSERT_EQ(cuda::write_scaled_gradient(gpu_params, workspace.data(), workspace_bytes, nullptr),
+            cudaSuccess);
   EXPECT_EQ(std::memcmp(cpu.data(), gpu.data(), out_bytes), 0) << "differs from the CPU kernel";
-  EXPECT_EQ(emulation::stream_operations,
-            cuda::backward_stream_operations(c.dtype, c.count, c.num_rows, c.dim));
+  EXPECT_EQ(emulation::stream_operations, cuda::backward_stream_operations(gpu_params));
+}
+
+// The parameters of a backward of these shapes, without data: what the workspace size and the
+// stream operation count depend on.
+BackwardParams backward_shape(DType dtype, int64_t count, int64_t num_rows, int64_t dim) {
+  return {dtype, {IndexType::kInt64, nullptr, count}, num_rows, -1, nullptr, dim, 1.0, nullptr};
 }
 
 // Sets the emulated device's configuration for one scope.
@@ -257,12 +262,15 @@ TEST(CudaKernelsEmulated, BackwardAtTheGpt2ShapeIsFourStreamOperations) {
   // GPT-2: V = 50257, D = 768. The count is fixed on the host (a CUDA graph of the backward has
   // this many nodes: tests/cuda_build/device_check.cu); a regression shows here. It was 12.
   constexpr int64_t kVocab = 50257;
-  EXPECT_EQ(cuda::backward_stream_operations(DType::kBFloat16, 8192, kVocab, 768), 4);
-  EXPECT_EQ(cuda::backward_stream_operations(DType::kFloat32, 8192, kVocab, 768), 4);
-  EXPECT_EQ(cuda::backward_stream_operations(DType::kBFloat16, 65536, kVocab, 768), 4);
-  EXPECT_EQ(cuda::backward_stream_operations(DType::kBFloat16, 65536, 128256, 4096), 4);
-  EXPECT_EQ(cuda::backward_stream_operations(DType::kBFloat16, 512, kVocab, 768), 3);
-  EXPECT_EQ(cuda::backward_stream_operations(DType::kBFloat16, 32, kVocab, 768), 2);
+  const auto operations = [](DType dtype, int64_t count, int64_t num_rows, int64_t dim) {
+    return cuda::backward_stream_operations(backward_shape(dtype, count, num_rows, dim));
+  };
+  EXPECT_EQ(operations(DType::kBFloat16, 8192, kVocab, 768), 4);
+  EXPECT_EQ(operations(DType::kFloat32, 8192, kVocab, 768), 4);
+  EXPECT_EQ(operations(DType::kBFloat16, 65536, kVocab, 768), 4);
+  EXPECT_EQ(operations(DType::kBFloat16, 65536, 128256, 4096), 4);
+  EXPECT_EQ(operations(DType::kBFloat16, 512, kVocab, 768), 3);
+  EXPECT_EQ(operations(DType::kBFloat16, 32, kVocab, 768), 2);
   for (const int64_t count : {int64_t{8192}, int64_t{65536}, int64_t{1} << 20}) {
     emulation::Config config;
     config.count_only = true;  // enqueue, count, run nothing
@@ -270,16 +278,14 @@ TEST(CudaKernelsEmulated, BackwardAtTheGpt2ShapeIsFourStreamOperations) {
     const std::vector<int64_t> values(static_cast<size_t>(count), 0);
     Buffer index_buffer(values.size() * 8);
     const IndexArray indices = index_array(values, IndexType::kInt64, index_buffer);
-    const size_t bytes = cuda::backward_workspace_bytes(DType::kBFloat16, count, kVocab, 768);
-    Buffer workspace(bytes);
     Buffer out(64);
+    const BackwardParams params{DType::kBFloat16, indices, kVocab, -1,
+                                out.data(),       768,     1.0,    out.data()};
+    const size_t bytes = cuda::backward_workspace_bytes(params);
+    Buffer workspace(bytes);
     emulation::stream_operations = 0;
-    ASSERT_EQ(cuda::write_scaled_gradient(DType::kBFloat16, indices, kVocab, -1, out.data(), 768,
-                                          1.0, out.data(), workspace.data(), bytes, nullptr),
-              cudaSuccess);
-    EXPECT_EQ(emulation::stream_operations,
-              cuda::backward_stream_operations(DType::kBFloat16, count, kVocab, 768))
-        << count;
+    ASSERT_EQ(cuda::write_scaled_gradient(params, workspace.data(), bytes, nullptr), cudaSuccess);
+    EXPECT_EQ(emulation::stream_operations, cuda::backward_stream_operations(params)) << count;
   }
   // And the GPT-2 vocabulary for real, at a narrow width.
   expect_backward_matches_cpu(
@@ -288,14 +294,16 @@ TEST(CudaKernelsEmulated, BackwardAtTheGpt2ShapeIsFourStreamOperations) {
 
 TEST(CudaKernelsEmulated, BackwardWorkspaceIsBoundedByNeed) {
   // The window slots take at most 32 MiB per column slice; no offsets array, no part pairs.
+  const auto workspace_bytes = [](DType dtype, int64_t count, int64_t num_rows, int64_t dim) {
+    return cuda::backward_workspace_bytes(backward_shape(dtype, count, num_rows, dim));
+  };
   const size_t mib = size_t{1} << 20;
-  const size_t llama =
-      cuda::backward_workspace_bytes(DType::kFloat32, int64_t{1} << 20, 128256, 4096);
+  const size_t llama = workspace_bytes(DType::kFloat32, int64_t{1} << 20, 128256, 4096);
   EXPECT_LE(llama, 32 * mib + 4 * (size_t{4} << 20) + mib) << llama;  // 4 key arrays + sort temp
-  const size_t gpt2 = cuda::backward_workspace_bytes(DType::kBFloat16, 8192, 50257, 768);
+  const size_t gpt2 = workspace_bytes(DType::kBFloat16, 8192, 50257, 768);
   EXPECT_LE(gpt2, 3 * 4 * 8192 + 255 * 768 * 4 + 768) << gpt2;  // sorted, tile keys, 255 slots
-  EXPECT_EQ(cuda::backward_workspace_bytes(DType::kFloat32, 0, 10, 8), 0u);
-  EXPECT_EQ(cuda::backward_workspace_bytes(DType::kFloat32, 32, 10, 8), 2 * 256u);  // no slots
+  EXPECT_EQ(workspace_bytes(DType::kFloat32, 0, 10, 8), 0u);
+  EXPECT_EQ(workspace_bytes(DType::kFloat32, 32, 10, 8), 2 * 256u);  // no slots
 }
 
 struct GatherCase {
@@ -323,9 +331,9 @@ void expect_gather_matches_cpu(const GatherCase& c) {
   const size_t out_bytes = values.size() * static_cast<size_t>(c.cols) * bytes;
   Buffer cpu(out_bytes);
   Buffer gpu(out_bytes);
-  gather_rows(bytes, weight, indices, cpu.data(), Executor{});
+  gather_rows({weight, bytes, indices, cpu.data()}, Executor{});
   unsigned long long status = 99;
-  ASSERT_EQ(cuda::gather_rows(bytes, weight, indices, gpu.data(), {&status, false}, nullptr),
+  ASSERT_EQ(cuda::gather_rows({weight, bytes, indices, gpu.data()}, {&status, false}, nullptr),
             cudaSuccess);
   EXPECT_EQ(status, 0u);
   EXPECT_EQ(std::memcmp(cpu.data(), gpu.data(), out_bytes), 0);
@@ -362,9 +370,9 @@ TEST(CudaKernelsEmulated, BadIndicesAreReportedAtTheFirstPosition) {
   std::vector<float> table(10 * 4, 1.5f);
   std::vector<float> out(values.size() * 4, -7.0f);
   const IndexArray bad = index_array(values, IndexType::kInt64, index_buffer);
-  ASSERT_EQ(
-      cuda::gather_rows(4, {table.data(), 10, 4, 4, 1}, bad, out.data(), {&status, false}, nullptr),
-      cudaSuccess);
+  ASSERT_EQ(cuda::gather_rows({{table.data(), 10, 4, 4, 1}, 4, bad, out.data()}, {&status, false},
+                              nullptr),
+            cudaSuccess);
   EXPECT_EQ(cuda::bad_position(status, bad.count), 2);
   for (size_t p = 0; p < values.size(); ++p) {
     const float expected = values[p] >= 0 && values[p] < 10 ? 1.5f : 0.0f;
@@ -404,25 +412,26 @@ void expect_renorm_matches_cpu(const RenormCase& c) {
   std::vector<int64_t> values = make_indices(200, c.rows, Spread::kZipf, 9);
   values[0] = 1;
   values[1] = 2;
-  std::vector<int64_t> distinct(values);
-  std::sort(distinct.begin(), distinct.end());
-  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  Buffer index_buffer(values.size() * 8);
+  const IndexArray indices = index_array(values, c.index_type, index_buffer);
   // A max_norm that some rows exceed and others do not: the median norm, roughly.
   const double max_norm =
       std::isinf(c.norm_type)
           ? 4.0
           : (c.norm_type < 1 ? 1.5 : 3.0) * std::pow(static_cast<double>(c.cols), 1 / c.norm_type);
-  renorm_rows(c.dtype, {cpu_table.data(), c.rows, c.cols, c.row_stride, c.col_stride}, distinct,
-              max_norm, c.norm_type, Executor{});
+  // One set of parameters for both kernels; only the table differs.
+  const RenormParams params{c.dtype,
+                            {cpu_table.data(), c.rows, c.cols, c.row_stride, c.col_stride},
+                            indices,
+                            max_norm,
+                            c.norm_type};
+  renorm_rows(params, Executor{});
 
-  Buffer index_buffer(values.size() * 8);
-  const IndexArray indices = index_array(values, c.index_type, index_buffer);
-  Buffer claimed(cuda::renorm_workspace_bytes(c.rows));
+  RenormParams gpu_params = params;
+  gpu_params.weight.data = gpu_table.data();
+  Buffer claimed(cuda::renorm_workspace_bytes(gpu_params));
   const unsigned long long status = 0;
-  ASSERT_EQ(
-      cuda::renorm_rows(c.dtype, {gpu_table.data(), c.rows, c.cols, c.row_stride, c.col_stride},
-                        indices, max_norm, c.norm_type, &status, claimed.data(), nullptr),
-      cudaSuccess);
+  ASSERT_EQ(cuda::renorm_rows(gpu_params, &status, claimed.data(), nullptr), cudaSuccess);
   EXPECT_EQ(std::memcmp(cpu_table.data(), gpu_table.data(), static_cast<size_t>(span) * bytes), 0)
       << "differs from the CPU kernel";
   EXPECT_NE(std::memcmp(initial.data(), gpu_table.data(), static_cast<size_t>(span) * bytes), 0)
@@ -448,20 +457,22 @@ TEST(CudaKernelsEmulated, RenormWritesNothingAfterABadIndex) {
   const std::vector<int64_t> values{3, 9, 1};
   Buffer index_buffer(values.size() * 8);
   const IndexArray indices = index_array(values, IndexType::kInt64, index_buffer);
-  Buffer claimed(cuda::renorm_workspace_bytes(10));
+  const RenormParams params{DType::kFloat32, {table.data(), 10, 4, 4, 1}, indices, 1.0, 2.0};
+  Buffer claimed(cuda::renorm_workspace_bytes(params));
   const unsigned long long status = 2;  // what check_indices leaves after a bad index
-  ASSERT_EQ(cuda::renorm_rows(DType::kFloat32, {table.data(), 10, 4, 4, 1}, indices, 1.0, 2.0,
-                              &status, claimed.data(), nullptr),
-            cudaSuccess);
+  ASSERT_EQ(cuda::renorm_rows(params, &status, claimed.data(), nullptr), cudaSuccess);
   EXPECT_EQ(table, original);
   // No work, no stream operation (and no zero-byte memset): zero rows, zero width, inf.
   emulation::stream_operations = 0;
-  EXPECT_EQ(cuda::renorm_rows(DType::kFloat32, {nullptr, 0, 4, 4, 1}, indices, 1.0, 2.0, &status,
-                              nullptr, nullptr),
-            cudaSuccess);
-  EXPECT_EQ(cuda::renorm_rows(DType::kFloat32, {table.data(), 10, 0, 0, 1}, indices, 1.0, 2.0,
-                              &status, nullptr, nullptr),
-            cudaSuccess);
+  RenormParams no_rows = params;
+  no_rows.weight = {nullptr, 0, 4, 4, 1};
+  EXPECT_EQ(cuda::renorm_rows(no_rows, &status, nullptr, nullptr), cudaSuccess);
+  RenormParams no_columns = params;
+  no_columns.weight = {table.data(), 10, 0, 0, 1};
+  EXPECT_EQ(cuda::renorm_rows(no_columns, &status, nullptr, nullptr), cudaSuccess);
+  RenormParams no_limit = params;
+  no_limit.max_norm = static_cast<double>(INFINITY);
+  EXPECT_EQ(cuda::renorm_rows(no_limit, &status, nullptr, nullptr), cudaSuccess);
   EXPECT_EQ(emulation::stream_operations, 0);
 }
 

@@ -383,7 +383,11 @@ size_t radix_sort_temp_bytes(int64_t count, int end_bit) {
 // -- measured as captured-graph nodes on an H100 (tests/cuda_build/device_check.cu).
 int64_t radix_sort_operations(int end_bit) { return 4 + 2 * ((end_bit + 7) / 8); }
 
-Plan plan_for(DType dtype, int64_t count, int64_t num_rows, int64_t dim) {
+Plan plan_for(const BackwardParams& params) {
+  const DType dtype = params.dtype;
+  const int64_t count = params.indices.count;
+  const int64_t num_rows = params.num_rows;
+  const int64_t dim = params.dim;
   Plan plan;
   if (count == 0 || num_rows == 0 || dim == 0) {  // check_indices, then zeros
     plan.operations = (count > 0 ? 1 : 0) + (num_rows * dim > 0 ? 1 : 0);
@@ -449,16 +453,19 @@ Plan plan_for(DType dtype, int64_t count, int64_t num_rows, int64_t dim) {
 }
 
 template <typename T, int kWord, typename Key>
-void launch_sums(const Plan& plan, const void* grad_out, int64_t dim, int64_t count,
-                 int64_t num_rows, double scale, void* grad_weight, char* workspace,
+void launch_sums(const Plan& plan, const BackwardParams& params, char* workspace,
                  cudaStream_t stream) {
   using Acc = typename Element<T>::Acc;
+  const int64_t dim = params.dim;
+  const int64_t count = params.indices.count;
+  const int64_t num_rows = params.num_rows;
+  const auto scale = static_cast<Acc>(params.scale);
   const int64_t words_per_row = dim / kWord;
-  const auto* grad = static_cast<const Word<T, kWord>*>(grad_out);
+  const auto* grad = static_cast<const Word<T, kWord>*>(params.grad_out);
   const auto* rows = reinterpret_cast<const Key*>(workspace + plan.sorted_rows);
   const auto* positions = reinterpret_cast<const Key*>(workspace + plan.sorted_positions);
   auto* slots = reinterpret_cast<Acc*>(workspace + plan.slots);
-  auto* result = static_cast<Word<T, kWord>*>(grad_weight);
+  auto* result = static_cast<Word<T, kWord>*>(params.grad_weight);
   for (int64_t column = 0; column < dim; column += plan.slice_columns) {
     const int64_t columns = std::min(plan.slice_columns, dim - column);
     const Slice slice{words_per_row, column / kWord, columns / kWord};
@@ -472,13 +479,17 @@ void launch_sums(const Plan& plan, const void* grad_out, int64_t dim, int64_t co
     }
     UNIT_SCALING_LAUNCH(detail::blocks_for(num_rows, kRowsPerBlock), detail::kThreads, stream,
                         rows_kernel<T, kWord, Key>)
-    (grad, slice, rows, positions, count, num_rows, slots, static_cast<Acc>(scale), result);
+    (grad, slice, rows, positions, count, num_rows, slots, scale, result);
   }
 }
 
 template <typename Index, typename Key>
-cudaError_t sort(const Plan& plan, const Index* indices, int64_t count, int64_t num_rows,
-                 int64_t padding_row, char* workspace, cudaStream_t stream) {
+cudaError_t sort(const Plan& plan, const BackwardParams& params, char* workspace,
+                 cudaStream_t stream) {
+  const auto* indices = static_cast<const Index*>(params.indices.data);
+  const int64_t count = params.indices.count;
+  const int64_t num_rows = params.num_rows;
+  const int64_t padding_row = params.padding_row;
   auto* rows = reinterpret_cast<Key*>(workspace + plan.sorted_rows);
   auto* positions = reinterpret_cast<Key*>(workspace + plan.sorted_positions);
   if (plan.small) {
@@ -518,26 +529,21 @@ cudaError_t sort(const Plan& plan, const Index* indices, int64_t count, int64_t 
 }
 
 template <typename Key>
-cudaError_t run(const Plan& plan, DType dtype, IndexArray indices, int64_t num_rows,
-                int64_t padding_row, const void* grad_out, int64_t dim, double scale,
-                void* grad_weight, char* workspace, cudaStream_t stream) {
-  const int64_t count = indices.count;
-  const cudaError_t sorted = kernels::detail::with_index_type(indices.type, [&](auto tag) {
+cudaError_t run(const Plan& plan, const BackwardParams& params, char* workspace,
+                cudaStream_t stream) {
+  const cudaError_t sorted = kernels::detail::with_index_type(params.indices.type, [&](auto tag) {
     using Index = typename decltype(tag)::type;
-    return sort<Index, Key>(plan, static_cast<const Index*>(indices.data), count, num_rows,
-                            padding_row, workspace, stream);
+    return sort<Index, Key>(plan, params, workspace, stream);
   });
   if (sorted != cudaSuccess) return sorted;
-  kernels::detail::with_dtype(dtype, [&](auto tag) {
+  kernels::detail::with_dtype(params.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const auto address =
-        reinterpret_cast<uintptr_t>(grad_out) | reinterpret_cast<uintptr_t>(grad_weight);
-    if (dim % kWideWord<T> == 0 && address % 16 == 0) {
-      launch_sums<T, kWideWord<T>, Key>(plan, grad_out, dim, count, num_rows, scale, grad_weight,
-                                        workspace, stream);
+    const auto address = reinterpret_cast<uintptr_t>(params.grad_out) |
+                         reinterpret_cast<uintptr_t>(params.grad_weight);
+    if (params.dim % kWideWord<T> == 0 && address % 16 == 0) {
+      launch_sums<T, kWideWord<T>, Key>(plan, params, workspace, stream);
     } else {
-      launch_sums<T, 1, Key>(plan, grad_out, dim, count, num_rows, scale, grad_weight, workspace,
-                             stream);
+      launch_sums<T, 1, Key>(plan, params, workspace, stream);
     }
   });
   return cudaGetLastError();
@@ -545,40 +551,34 @@ cudaError_t run(const Plan& plan, DType dtype, IndexArray indices, int64_t num_r
 
 }  // namespace
 
-size_t backward_workspace_bytes(DType dtype, int64_t count, int64_t num_rows, int64_t dim) {
-  return plan_for(dtype, count, num_rows, dim).total;
+size_t backward_workspace_bytes(const BackwardParams& params) { return plan_for(params).total; }
+
+int64_t backward_stream_operations(const BackwardParams& params) {
+  return plan_for(params).operations;
 }
 
-int64_t backward_stream_operations(DType dtype, int64_t count, int64_t num_rows, int64_t dim) {
-  return plan_for(dtype, count, num_rows, dim).operations;
-}
-
-cudaError_t write_scaled_gradient(DType dtype, IndexArray indices, int64_t num_rows,
-                                  int64_t padding_row, const void* grad_out, int64_t dim,
-                                  double scale, void* grad_weight, void* workspace,
+cudaError_t write_scaled_gradient(const BackwardParams& params, void* workspace,
                                   size_t workspace_bytes, cudaStream_t stream) {
-  const Plan plan = plan_for(dtype, indices.count, num_rows, dim);
+  const Plan plan = plan_for(params);
   if (workspace_bytes < plan.total) return cudaErrorInvalidValue;
   auto* base = static_cast<char*>(workspace);
-  if (indices.count == 0 || num_rows == 0 || dim == 0) {
+  if (params.indices.count == 0 || params.num_rows == 0 || params.dim == 0) {
     // Nothing to sum: zeros (every format's +0.0 is all-zero bits), after the index check.
-    if (indices.count > 0) {
-      if (cudaError_t error = check_indices(indices, num_rows, IndexReport{nullptr, true}, stream);
+    if (params.indices.count > 0) {
+      if (cudaError_t error =
+              check_indices(params.indices, params.num_rows, IndexReport{nullptr, true}, stream);
           error != cudaSuccess) {
         return error;
       }
     }
+    const DType dtype = params.dtype;
     const size_t element = dtype == DType::kFloat64 ? 8 : dtype == DType::kFloat32 ? 4 : 2;
-    const auto bytes = static_cast<size_t>(num_rows * dim) * element;
+    const auto bytes = static_cast<size_t>(params.num_rows * params.dim) * element;
     if (bytes == 0) return cudaSuccess;  // no zero-byte memset (grad_weight may be null)
-    return cudaMemsetAsync(grad_weight, 0, bytes, stream);
+    return cudaMemsetAsync(params.grad_weight, 0, bytes, stream);
   }
-  if (plan.wide_keys) {
-    return run<uint64_t>(plan, dtype, indices, num_rows, padding_row, grad_out, dim, scale,
-                         grad_weight, base, stream);
-  }
-  return run<uint32_t>(plan, dtype, indices, num_rows, padding_row, grad_out, dim, scale,
-                       grad_weight, base, stream);
+  return plan.wide_keys ? run<uint64_t>(plan, params, base, stream)
+                        : run<uint32_t>(plan, params, base, stream);
 }
 
 }  // namespace unit_scaling::kernels::cuda

@@ -1,5 +1,7 @@
-// Framework-free CUDA kernels of unit-scaled embedding: raw device pointers, sizes and strides
-// (in elements, kernels/kernel_types.h) and the stream to run on. The LibTorch glue
+// Framework-free CUDA kernels of unit-scaled embedding: each operator's kernel takes its
+// parameter struct (kernels/kernel_params.h, shared with the CPU kernels: raw device pointers,
+// sizes and strides in elements), what only the device needs (index report, workspace) and the
+// stream to run on. The LibTorch glue
 // (backends/cuda.cpp) validates every argument but the index values, allocates outputs and
 // workspaces, and turns returned CUDA errors into exceptions. Nothing here synchronises the
 // host; every function only enqueues work on `stream`, so all of it can be captured in a CUDA
@@ -13,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/kernel_params.h"
 #include "kernels/kernel_types.h"
 
 namespace unit_scaling::kernels::cuda {
@@ -40,42 +43,39 @@ inline int64_t bad_position(unsigned long long status, int64_t count) {
 cudaError_t check_indices(IndexArray indices, int64_t num_rows, IndexReport report,
                           cudaStream_t stream);
 
-// out[p, :] = weight[indices[p], :] (out: count x weight.cols, contiguous). Rows of bad indices
-// are written as zeros and reported (report.status cleared first).
-cudaError_t gather_rows(size_t element_bytes, ConstMatrix weight, IndexArray indices, void* out,
-                        IndexReport report, cudaStream_t stream);
+// The lookup (GatherParams): out[p, :] = weight[indices[p], :]. Rows of bad indices are written
+// as zeros and reported (report.status cleared first).
+cudaError_t gather_rows(const GatherParams& params, IndexReport report, cudaStream_t stream);
 
-// Device workspace that renorm_rows needs for a table of num_rows rows.
-size_t renorm_workspace_bytes(int64_t num_rows);
+// Device workspace that renorm_rows needs: one flag per row of the table.
+size_t renorm_workspace_bytes(const RenormParams& params);
 
-// max_norm in place: every distinct referenced row whose p-norm (accumulated in float32,
-// float64 for double; p = inf: max-abs) exceeds max_norm is multiplied by
-// max_norm / (norm + 1e-7), once. Does nothing at all when *status != 0, i.e. when the
-// check_indices launched before it on `stream` found a bad index: no row is written then.
-cudaError_t renorm_rows(DType dtype, MutableMatrix weight, IndexArray indices, double max_norm,
-                        double norm_type, const unsigned long long* status, void* workspace,
-                        cudaStream_t stream);
+// max_norm in place (RenormParams): every distinct referenced row whose p-norm (accumulated in
+// float32, float64 for double; p = inf: max-abs; kernels/p_norm.h) exceeds max_norm is
+// multiplied by max_norm / (norm + 1e-7), once. Does nothing at all when *status != 0, i.e. when
+// the check_indices launched before it on `stream` found a bad index: no row is written then.
+// workspace: renorm_workspace_bytes(params) bytes.
+cudaError_t renorm_rows(const RenormParams& params, const unsigned long long* status,
+                        void* workspace, cudaStream_t stream);
 
-// Device workspace that write_scaled_gradient needs: O(N) sort keys plus the window slots,
-// at most max(32 MiB, 8 acc ceil(N / 32)) bytes (backward.cu states the exact bound).
-size_t backward_workspace_bytes(DType dtype, int64_t count, int64_t num_rows, int64_t dim);
+// Device workspace that write_scaled_gradient needs for the shapes of `params` (dtype,
+// indices.count, num_rows, dim; the pointers are not read): O(N) sort keys plus the window
+// slots, at most max(32 MiB, 8 acc ceil(N / 32)) bytes (backward.cu states the exact bound).
+size_t backward_workspace_bytes(const BackwardParams& params);
 
 // How many stream operations (kernel launches, memsets, sort calls) write_scaled_gradient
-// enqueues for these shapes: a number fixed on the host, e.g. 3 at GPT-2 (N = 8192). For tests
-// and for the node count of a captured graph.
-int64_t backward_stream_operations(DType dtype, int64_t count, int64_t num_rows, int64_t dim);
+// enqueues for the shapes of `params`: a number fixed on the host, e.g. 4 at GPT-2
+// (N = 8192). For tests and for the node count of a captured graph.
+int64_t backward_stream_operations(const BackwardParams& params);
 
-// The unit-scaled weight gradient, written in full (num_rows x dim, contiguous):
+// The unit-scaled weight gradient (BackwardParams), written in full (num_rows x dim, contiguous):
 //   grad_weight[r, :] = round(scale * sum_{p : indices[p] == r, r != padding_row} grad_out[p, :])
-// grad_out: count x dim, contiguous. Deterministic and equal to the CPU kernel bit for bit:
-// positions are sorted by row (a stable radix sort over the bits that num_rows needs) and each
-// row is summed in the order of kernels/summation_order.h in float32 (float64 for double),
-// scaled once and rounded once; rows nobody looked up are written as zeros. A bad index stops
-// the device with an assertion (no host sync). workspace: backward_workspace_bytes(...) bytes,
-// 256-byte aligned (cudaErrorInvalidValue when workspace_bytes is less).
-cudaError_t write_scaled_gradient(DType dtype, IndexArray indices, int64_t num_rows,
-                                  int64_t padding_row, const void* grad_out, int64_t dim,
-                                  double scale, void* grad_weight, void* workspace,
+// Deterministic and equal to the CPU kernel bit for bit: positions are sorted by row (stably)
+// and each row is summed in the order of kernels/summation_order.h in float32 (float64 for
+// double), scaled once and rounded once; rows nobody looked up are written as zeros. A bad index
+// stops the device with an assertion (no host sync). workspace: backward_workspace_bytes(params)
+// bytes, 256-byte aligned (cudaErrorInvalidValue when workspace_bytes is less).
+cudaError_t write_scaled_gradient(const BackwardParams& params, void* workspace,
                                   size_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace unit_scaling::kernels::cuda

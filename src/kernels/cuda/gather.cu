@@ -17,7 +17,9 @@ struct Word2 {
   uint16_t bits;
 };
 
-// row_stride and col_stride in words; words_per_row words per output row.
+// row_stride and col_stride in words; words_per_row words per output row. The pointers are the
+// kernel's own restrict parameters (not fields of GatherParams): that is what lets the compiler
+// load the table and the indices through the read-only path (ld.global.nc).
 template <typename Word, typename Index>
 __global__ void gather_kernel(const Word* __restrict__ weight, int64_t num_rows, int64_t row_stride,
                               int64_t col_stride, const Index* __restrict__ indices, int64_t count,
@@ -37,13 +39,15 @@ __global__ void gather_kernel(const Word* __restrict__ weight, int64_t num_rows,
 }
 
 template <typename Word>
-cudaError_t launch(ConstMatrix weight, int64_t elements_per_word, int64_t col_stride,
-                   IndexArray indices, void* out, IndexReport report, cudaStream_t stream) {
+cudaError_t launch(const GatherParams& params, int64_t elements_per_word, int64_t col_stride,
+                   IndexReport report, cudaStream_t stream) {
+  const ConstMatrix& weight = params.weight;
   const int64_t words_per_row = weight.cols / elements_per_word;
-  const unsigned blocks = detail::blocks_for(indices.count * words_per_row);
-  const auto* table = static_cast<const Word*>(weight.data);
   const int64_t row_stride = weight.row_stride / elements_per_word;
-  auto* target = static_cast<Word*>(out);
+  const unsigned blocks = detail::blocks_for(params.indices.count * words_per_row);
+  const auto* table = static_cast<const Word*>(weight.data);
+  auto* target = static_cast<Word*>(params.out);
+  const IndexArray& indices = params.indices;
   if (indices.type == IndexType::kInt32) {
     UNIT_SCALING_LAUNCH(blocks, detail::kThreads, stream, gather_kernel<Word, int32_t>)
     (table, weight.rows, row_stride, col_stride, static_cast<const int32_t*>(indices.data),
@@ -58,9 +62,9 @@ cudaError_t launch(ConstMatrix weight, int64_t elements_per_word, int64_t col_st
 
 // Launches with the widest word of `word_bytes` or narrower that divides the row (contiguous
 // columns), or element by element.
-cudaError_t launch_for(size_t element_bytes, ConstMatrix weight, IndexArray indices, void* out,
-                       IndexReport report, cudaStream_t stream) {
-  const auto element = static_cast<int64_t>(element_bytes);
+cudaError_t launch_for(const GatherParams& params, IndexReport report, cudaStream_t stream) {
+  const ConstMatrix& weight = params.weight;
+  const auto element = static_cast<int64_t>(params.element_bytes);
   if (weight.col_stride == 1) {
     const int64_t row_bytes = weight.cols * element;
     const int64_t stride_bytes = weight.row_stride * element;
@@ -70,34 +74,35 @@ cudaError_t launch_for(size_t element_bytes, ConstMatrix weight, IndexArray indi
       const int64_t per_word = word / element;
       switch (word) {
         case 16:
-          return launch<uint4>(weight, per_word, 1, indices, out, report, stream);
+          return launch<uint4>(params, per_word, 1, report, stream);
         case 8:
-          return launch<uint2>(weight, per_word, 1, indices, out, report, stream);
+          return launch<uint2>(params, per_word, 1, report, stream);
         case 4:
-          return launch<uint32_t>(weight, per_word, 1, indices, out, report, stream);
+          return launch<uint32_t>(params, per_word, 1, report, stream);
         default:
-          return launch<Word2>(weight, per_word, 1, indices, out, report, stream);
+          return launch<Word2>(params, per_word, 1, report, stream);
       }
     }
   }
   switch (element) {
     case 8:
-      return launch<uint2>(weight, 1, weight.col_stride, indices, out, report, stream);
+      return launch<uint2>(params, 1, weight.col_stride, report, stream);
     case 4:
-      return launch<uint32_t>(weight, 1, weight.col_stride, indices, out, report, stream);
+      return launch<uint32_t>(params, 1, weight.col_stride, report, stream);
     default:
-      return launch<Word2>(weight, 1, weight.col_stride, indices, out, report, stream);
+      return launch<Word2>(params, 1, weight.col_stride, report, stream);
   }
 }
 
 }  // namespace
 
-cudaError_t gather_rows(size_t element_bytes, ConstMatrix weight, IndexArray indices, void* out,
-                        IndexReport report, cudaStream_t stream) {
+cudaError_t gather_rows(const GatherParams& params, IndexReport report, cudaStream_t stream) {
   if (cudaError_t error = detail::clear_status(report, stream); error != cudaSuccess) return error;
-  if (indices.count == 0) return cudaSuccess;
-  if (weight.cols == 0) return check_indices(indices, weight.rows, report, stream);
-  return launch_for(element_bytes, weight, indices, out, report, stream);
+  if (params.indices.count == 0) return cudaSuccess;
+  if (params.weight.cols == 0) {
+    return check_indices(params.indices, params.weight.rows, report, stream);
+  }
+  return launch_for(params, report, stream);
 }
 
 }  // namespace unit_scaling::kernels::cuda

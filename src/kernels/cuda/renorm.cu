@@ -1,10 +1,10 @@
 // max_norm on the device: the in-place renorm of the distinct referenced rows.
 //
-// Math: for each distinct referenced row x, norm = (sum_c |x_c|^p)^(1/p) (p = inf: max_c |x_c|,
-// NaN wins), accumulated in float32 (float64 for double) in ascending column order -- the
-// CPU kernel's order (kernels/renorm.cpp), so the two give the same bits; a row with
-// norm > max_norm is multiplied by max_norm / (norm + 1e-7), computed in double and rounded to
-// the accumulation type.
+// Math (kernels/p_norm.h, shared with the CPU kernel): for each distinct referenced row x,
+// norm = (sum_c |x_c|^p)^(1/p) (p = inf: max_c |x_c|, NaN wins), accumulated in float32 (float64
+// for double) in ascending column order -- the CPU kernel's order (kernels/renorm.cpp), so the
+// two give the same bits; a row with norm > max_norm is multiplied by max_norm / (norm + 1e-7),
+// computed in double and rounded to the accumulation type.
 // One warp per lookup position. Lane 0 claims the row (atomicCAS on a per-row flag), so each
 // distinct row is processed exactly once whatever the scheduling. The lanes load 32 consecutive
 // columns at a time (coalesced) and compute their terms |x_c|^p in parallel; the terms are then
@@ -18,19 +18,13 @@
 
 #include "kernels/cuda/index_report.cuh"
 #include "kernels/element.h"
+#include "kernels/p_norm.h"
 
 namespace unit_scaling::kernels::cuda {
 namespace {
 
 using detail::kWarp;
 using kernels::detail::Element;
-
-__device__ __forceinline__ float absolute(float a) { return fabsf(a); }
-__device__ __forceinline__ double absolute(double a) { return fabs(a); }
-__device__ __forceinline__ float power(float a, float p) { return powf(a, p); }
-__device__ __forceinline__ double power(double a, double p) { return pow(a, p); }
-__device__ __forceinline__ float square_root(float a) { return sqrtf(a); }
-__device__ __forceinline__ double square_root(double a) { return sqrt(a); }
 
 template <typename T, typename Index>
 __global__ void renorm_kernel(T* __restrict__ weight, int64_t cols, int64_t row_stride,
@@ -54,26 +48,17 @@ __global__ void renorm_kernel(T* __restrict__ weight, int64_t cols, int64_t row_
     for (int64_t base = 0; base < cols; base += kWarp) {
       Acc term = 0;
       if (base + lane < cols) {
-        const Acc a = absolute(Element<T>::load(values[(base + lane) * col_stride]));
-        term = is_inf ? a : norm_type == 1.0 ? a : norm_type == 2.0 ? a * a : power(a, p);
+        const Acc a = p_norm::absolute(Element<T>::load(values[(base + lane) * col_stride]));
+        term = p_norm::term(a, is_inf, norm_type, p);
       }
       const int terms = static_cast<int>(min(int64_t{kWarp}, cols - base));
       for (int k = 0; k < terms; ++k) {  // the same on every lane: no divergence
-        const Acc t = __shfl_sync(0xFFFFFFFFu, term, k);
-        if (!is_inf) {
-          total += t;
-        } else if (!(t <= total) && !isnan(total)) {  // NaN wins, and stays
-          total = t;
-        }
+        total = p_norm::add(total, __shfl_sync(0xFFFFFFFFu, term, k), is_inf);
       }
     }
-    Acc norm = total;
-    if (!is_inf && norm_type == 2.0) norm = square_root(total);
-    if (!is_inf && norm_type != 1.0 && norm_type != 2.0) {
-      norm = power(total, static_cast<Acc>(1.0 / norm_type));
-    }
-    if (!(static_cast<double>(norm) > max_norm)) continue;
-    const auto factor = static_cast<Acc>(max_norm / (static_cast<double>(norm) + 1e-7));
+    const auto norm = static_cast<double>(p_norm::root(total, is_inf, norm_type));
+    if (!p_norm::exceeds(norm, max_norm)) continue;
+    const auto factor = p_norm::rescale_factor<Acc>(norm, max_norm);
     for (int64_t c = lane; c < cols; c += kWarp) {
       T& x = values[c * col_stride];
       x = Element<T>::store(Element<T>::load(x) * factor);
@@ -83,33 +68,34 @@ __global__ void renorm_kernel(T* __restrict__ weight, int64_t cols, int64_t row_
 
 }  // namespace
 
-size_t renorm_workspace_bytes(int64_t num_rows) {
-  return static_cast<size_t>(num_rows) * sizeof(int);
+size_t renorm_workspace_bytes(const RenormParams& params) {
+  return static_cast<size_t>(params.weight.rows) * sizeof(int);
 }
 
-cudaError_t renorm_rows(DType dtype, MutableMatrix weight, IndexArray indices, double max_norm,
-                        double norm_type, const unsigned long long* status, void* workspace,
-                        cudaStream_t stream) {
+cudaError_t renorm_rows(const RenormParams& params, const unsigned long long* status,
+                        void* workspace, cudaStream_t stream) {
+  const MutableMatrix& weight = params.weight;
+  const IndexArray& indices = params.indices;
   // Nothing to do, and no zero-byte memset: no lookups, zero-width rows (norm 0), no rows (then
   // every index is bad and the kernel would write nothing), or max_norm = inf.
-  if (indices.count == 0 || weight.cols == 0 || weight.rows == 0 || std::isinf(max_norm)) {
+  if (indices.count == 0 || weight.cols == 0 || weight.rows == 0 || std::isinf(params.max_norm)) {
     return cudaSuccess;
   }
   auto* claimed = static_cast<int*>(workspace);
-  if (cudaError_t error = cudaMemsetAsync(claimed, 0, renorm_workspace_bytes(weight.rows), stream);
+  if (cudaError_t error = cudaMemsetAsync(claimed, 0, renorm_workspace_bytes(params), stream);
       error != cudaSuccess) {
     return error;
   }
   const unsigned blocks = detail::blocks_for(indices.count * kWarp);
-  kernels::detail::with_dtype(dtype, [&](auto tag) {
+  kernels::detail::with_dtype(params.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     auto* table = static_cast<T*>(weight.data);
     kernels::detail::with_index_type(indices.type, [&](auto index_tag) {
       using Index = typename decltype(index_tag)::type;
       UNIT_SCALING_LAUNCH(blocks, detail::kThreads, stream, renorm_kernel<T, Index>)
       (table, weight.cols, weight.row_stride, weight.col_stride,
-       static_cast<const Index*>(indices.data), indices.count, max_norm, norm_type, status,
-       claimed);
+       static_cast<const Index*>(indices.data), indices.count, params.max_norm, params.norm_type,
+       status, claimed);
     });
   });
   return cudaGetLastError();
