@@ -42,14 +42,13 @@ costs a second and loads DTensor, which this package leaves to the user, ``_dten
 referenced rows of the caller's weight are renormed in place, under no-grad, before the lookup,
 and the renorm is not differentiated.
 """
-import importlib.abc
-import importlib.util
 import math
-import sys
 from typing import Any, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from ._import_hooks import after_import
 
 ops = torch.ops.unit_scaling
 
@@ -247,26 +246,6 @@ def _keep_whole_in_compiled_graphs() -> None:
     torch.compiler.allow_in_graph(embedding)
 
 
-class _MarkAfterDynamoImport(importlib.abc.MetaPathFinder):
-    """A one-shot finder: lets the usual finders find ``torch._dynamo``, then marks
-    :func:`embedding` once the module has run."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Optional[Any]:
-        if name != _DYNAMO:
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            run = spec.loader.exec_module
-
-            def run_then_mark(module: Any) -> None:
-                run(module)
-                _keep_whole_in_compiled_graphs()
-
-            spec.loader.exec_module = run_then_mark  # this spec's own loader instance
-        return spec
-
-
 _registered = False
 
 
@@ -278,8 +257,5 @@ def register() -> None:
     torch.library.register_vmap("unit_scaling::embedding_lookup", _lookup_vmap)
     torch.library.register_vmap("unit_scaling::embedding_backward", _backward_vmap)
     torch.library.register_vmap("unit_scaling::embedding_renorm_", _renorm_vmap)
-    if _DYNAMO in sys.modules:
-        _keep_whole_in_compiled_graphs()
-    elif not any(isinstance(f, _MarkAfterDynamoImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _MarkAfterDynamoImport())
+    after_import(_DYNAMO, _keep_whole_in_compiled_graphs)
     _registered = True

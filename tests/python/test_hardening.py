@@ -311,11 +311,11 @@ def test_from_pretrained_takes_the_token_count():
         unit_scaling_cpp.Embedding.from_pretrained(torch.randn(3))
 
 
-def test_the_sharded_backward_has_the_operators_unit_scale():
+def test_the_sharded_backward_has_the_operators_unit_scale(backend):
     # The vocab-parallel core (src/distributed/vocab_shard_ops.cpp) computes the scale in C++
     # from the global V and token count: on one shard it must be the operator's, bit for bit.
-    grad = torch.randn(5, 3)
-    tokens = torch.tensor([0, 4, 4, 2, 6])
+    grad = backend.to(torch.randn(5, 3))
+    tokens = backend.to(torch.tensor([0, 4, 4, 2, 6]))
     for rows, multiplier, num_tokens in ((7, 1.0, None), (50257, 0.37, None), (9, 1.0, 11),
                                          (1000, 1 / 3, None), (7, 1.0, 5)):
         ours = ops._vocab_shard_backward(grad, tokens, rows, 0, 1, token_multiplier=multiplier,
