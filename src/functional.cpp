@@ -1,6 +1,7 @@
 // The public C++ entry points: the same dispatcher operators Python calls.
 #include <unit_scaling/functional.h>
 
+#include "embedding_checks.h"
 #include "operators.h"
 
 namespace unit_scaling::functional {
@@ -22,6 +23,12 @@ at::Tensor embedding(const at::Tensor& input, const at::Tensor& weight,
   return detail::embedding_call(input, weight, options.padding_idx(), options.max_norm(),
                                 options.norm_type(), options.scale_grad_by_freq(), options.sparse(),
                                 grad_scale);
+}
+
+void check_options(int64_t num_embeddings, const EmbeddingFuncOptions& options,
+                   const GradScaleOptions& grad_scale) {
+  unit_scaling::detail::check_settings(options, num_embeddings);
+  unit_scaling::detail::check_token_count(grad_scale.token_multiplier(), grad_scale.num_tokens());
 }
 
 }  // namespace unit_scaling::functional

@@ -44,6 +44,14 @@ UNIT_SCALING_API at::Tensor embedding(const at::Tensor& input, const at::Tensor&
                                       const EmbeddingFuncOptions& options = {},
                                       const GradScaleOptions& grad_scale = {});
 
+// The checks embedding() makes of its options for a table of num_embeddings rows, without a
+// call and without tensors: c10::ValueError for what embedding() would reject (padding_idx
+// outside [-V, V), max_norm or norm_type not > 0, scale_grad_by_freq, sparse, a bad token
+// count), with the same message. For validating a configuration up front (the report tool's
+// command line).
+UNIT_SCALING_API void check_options(int64_t num_embeddings, const EmbeddingFuncOptions& options = {},
+                                    const GradScaleOptions& grad_scale = {});
+
 namespace detail {
 // Both forms' one call of the operator, with the options as its scalars.
 UNIT_SCALING_API at::Tensor embedding_call(const at::Tensor& input, const at::Tensor& weight,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/float_formats.h"
 #include "kernels/host_device.h"
@@ -18,30 +19,59 @@ struct BFloat16 {
   uint16_t bits;
 };
 
+// The storage type of each DType, and the DType of each storage type.
+template <DType kType>
+struct StorageOf;
+template <>
+struct StorageOf<DType::kFloat32> {
+  using type = float;
+};
+template <>
+struct StorageOf<DType::kFloat64> {
+  using type = double;
+};
+template <>
+struct StorageOf<DType::kFloat16> {
+  using type = Float16;
+};
+template <>
+struct StorageOf<DType::kBFloat16> {
+  using type = BFloat16;
+};
+template <typename T>
+constexpr DType kDTypeOf = std::is_same_v<T, float>    ? DType::kFloat32
+                           : std::is_same_v<T, double> ? DType::kFloat64
+                           : std::is_same_v<T, Float16> ? DType::kFloat16
+                                                        : DType::kBFloat16;
+
+// The accumulation type of storage type T: accumulation_dtype's (kernel_types.h) as a C++ type.
+template <typename T>
+using AccumulatorOf = typename StorageOf<accumulation_dtype(kDTypeOf<T>)>::type;
+
 // Acc is the accumulation type; load widens a stored element, store rounds once.
 template <typename T>
 struct Element;
 template <>
 struct Element<float> {
-  using Acc = float;
+  using Acc = AccumulatorOf<float>;
   UNIT_SCALING_HOST_DEVICE static Acc load(float v) { return v; }
   UNIT_SCALING_HOST_DEVICE static float store(Acc v) { return v; }
 };
 template <>
 struct Element<double> {
-  using Acc = double;
+  using Acc = AccumulatorOf<double>;
   UNIT_SCALING_HOST_DEVICE static Acc load(double v) { return v; }
   UNIT_SCALING_HOST_DEVICE static double store(Acc v) { return v; }
 };
 template <>
 struct Element<Float16> {
-  using Acc = float;
+  using Acc = AccumulatorOf<Float16>;
   UNIT_SCALING_HOST_DEVICE static Acc load(Float16 v) { return half_to_float(v.bits); }
   UNIT_SCALING_HOST_DEVICE static Float16 store(Acc v) { return {float_to_half(v)}; }
 };
 template <>
 struct Element<BFloat16> {
-  using Acc = float;
+  using Acc = AccumulatorOf<BFloat16>;
   UNIT_SCALING_HOST_DEVICE static Acc load(BFloat16 v) { return bfloat16_to_float(v.bits); }
   UNIT_SCALING_HOST_DEVICE static BFloat16 store(Acc v) { return {float_to_bfloat16(v)}; }
 };
