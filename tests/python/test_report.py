@@ -132,6 +132,22 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path, args, needle):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["100", "-101", "99999999999999"])
+def test_padding_idx_outside_the_vocabulary_is_the_librarys_error(tmp_path, value):
+    """The library checks --padding-idx (functional::check_options): outside [-V, V) the tool
+    exits with status 2 and one line, "--padding-idx: " then the library's message, which names
+    the value and V."""
+    out = tmp_path / "out"
+    result = run("--vocab", "100", "--dim", "4", "--padding-idx", value, "--out", out)
+    assert result.returncode == 2
+    line, = result.stderr.splitlines()
+    prefix = "unit-scaling-report: --padding-idx: "
+    assert line.startswith(prefix), line
+    named = [int(n) for n in re.findall(r"-?\d+", line[len(prefix):])]
+    assert int(value) in named and 100 in named, line
+    assert not out.exists()
+
+
 def test_bad_token_file_contents(tmp_path):
     out = tmp_path / "out"
     big = tmp_path / "big.bin"

@@ -2,8 +2,13 @@
 // errors that stay one line whatever value they echo.
 #include "unit_scaling_report/options.h"
 
+#include <c10/util/Exception.h>
 #include <gtest/gtest.h>
+#include <unit_scaling/functional.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -142,6 +147,55 @@ TEST(Options, ValuesReachTheirFields) {
   EXPECT_FALSE(options.plots);
   EXPECT_EQ(usage_error({"--token-type", "int32"}),
             "--token-type: only meaningful with --dist file:PATH");
+}
+
+// The integers a message names, e.g. {3, -10, 10} for "3 is outside [-10, 10)".
+std::vector<int64_t> integers_in(const std::string& message) {
+  std::vector<int64_t> integers;
+  const std::regex integer("-?[0-9]+");
+  for (auto it = std::sregex_iterator(message.begin(), message.end(), integer);
+       it != std::sregex_iterator(); ++it) {
+    integers.push_back(std::stoll(it->str()));
+  }
+  return integers;
+}
+
+bool contains(const std::vector<int64_t>& list, int64_t value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+// --padding-idx is checked by the library (functional::check_options), not by the tool: outside
+// [-V, V) it is a usage error, "--padding-idx: " then the library's own message, which names
+// the value and V.
+TEST(Options, PaddingIdxOutsideTheVocabularyIsTheLibrarysError) {
+  namespace F = unit_scaling::functional;
+  for (const int64_t bad : {int64_t{100}, int64_t{-101}, int64_t{99999999999999}}) {
+    const std::string message =
+        usage_error({"--vocab", "100", "--dim", "4", "--padding-idx", std::to_string(bad)});
+    ASSERT_EQ(message.rfind("--padding-idx: ", 0), 0u) << message;
+    const std::string detail = message.substr(std::string("--padding-idx: ").size());
+    const std::vector<int64_t> named = integers_in(detail);
+    EXPECT_TRUE(contains(named, bad)) << message;
+    EXPECT_TRUE(contains(named, 100)) << message;
+    try {
+      F::check_options(100, F::EmbeddingFuncOptions().padding_idx(bad));
+      ADD_FAILURE() << "the library accepts padding_idx=" << bad << " for V = 100";
+    } catch (const c10::ValueError& error) {
+      const std::string library = error.what_without_backtrace();
+      EXPECT_TRUE(library == detail || library == "unit_scaling embedding: " + detail)
+          << library << " vs " << message;
+    }
+  }
+}
+
+// Inside [-V, V) --padding-idx parses; padding_row() wraps a negative one into [0, V).
+TEST(Options, PaddingRowWrapsNegativeIndices) {
+  for (const auto& [value, row] : std::vector<std::pair<std::string, int64_t>>{
+           {"-100", 0}, {"-1", 99}, {"0", 0}, {"99", 99}, {"-37", 63}}) {
+    EXPECT_EQ(report::parse_options({"--vocab", "100", "--padding-idx", value}).padding_row(), row)
+        << value;
+  }
+  EXPECT_EQ(report::parse_options({"--vocab", "100"}).padding_row(), -1);
 }
 
 }  // namespace

@@ -1,57 +1,25 @@
 // unit-scaling-report: where plain and unit-scaled embedding gradients land in FP16, BF16 and
 // FP8, for a configuration and token stream of the user's (README: "Main job").
 #include <ATen/ATen.h>
-#include <sys/stat.h>
 #include <torch/torch.h>
 #include <unistd.h>
 #include <unit_scaling/functional.h>
 
 #include <cmath>
-#include <cstdio>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
 
 #include "unit_scaling_report/format_stats.h"
 #include "unit_scaling_report/options.h"
+#include "unit_scaling_report/output_files.h"
 #include "unit_scaling_report/plots.h"
+#include "unit_scaling_report/report_csv.h"
 #include "unit_scaling_report/tokens.h"
 
 using namespace unit_scaling::report;
 
 namespace {
-
-// A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a comma, quote or newline.
-std::string csv_field(const std::string& text) {
-  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
-  std::string quoted = "\"";
-  for (const char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return quoted + "\"";
-}
-
-// Every number printed also goes to report.csv as section,item,variant,value.
-class Results {
- public:
-  void add(const std::string& section, const std::string& item, const std::string& variant,
-           double value) {
-    std::ostringstream text;
-    text << std::setprecision(10) << value;
-    rows_.push_back(section + "," + item + "," + variant + "," + text.str());
-  }
-  void add_text(const std::string& section, const std::string& item, const std::string& value) {
-    rows_.push_back(section + "," + item + ",," + csv_field(value));
-  }
-  void write(const std::string& path) const {
-    std::ofstream out(path);
-    out << "section,item,variant,value\n";
-    for (const auto& row : rows_) out << row << '\n';
-    if (!out) throw std::runtime_error("cannot write " + path);
-  }
-
- private:
-  std::vector<std::string> rows_;
-};
 
 at::ScalarType dtype_of(const std::string& name) {
   if (name == "float64") return at::kDouble;
@@ -75,14 +43,14 @@ double plain_factor(const Options& options, int64_t tokens) {
 
 // Plain: ATen's dense backward of grad_out * plain_factor. Unit-scaled: our op, through autograd,
 // of grad_out itself (a unit-scaled model keeps grad_out at unit scale).
-Gradients run_both(const at::Tensor& tokens, const at::Tensor& weight, const at::Tensor& grad_out,
-                   std::optional<int64_t> padding_idx, double plain_factor) {
-  const int64_t padding = padding_idx ? (*padding_idx + weight.size(0)) % weight.size(0) : -1;
+// `weight` has options.vocab rows.
+Gradients run_both(const Options& options, const at::Tensor& tokens, const at::Tensor& weight,
+                   const at::Tensor& grad_out, double plain_factor) {
   Gradients g;
-  g.plain =
-      at::embedding_dense_backward(grad_out * plain_factor, tokens, weight.size(0), padding, false);
+  g.plain = at::embedding_dense_backward(grad_out * plain_factor, tokens, weight.size(0),
+                                         options.padding_row(), false);
   auto w = weight.detach().clone().requires_grad_();
-  g.output = unit_scaling::functional::embedding(tokens, w, padding_idx);
+  g.output = unit_scaling::functional::embedding(tokens, w, options.padding_idx);
   g.output.backward(grad_out);
   g.unit_scaled = w.grad();
   return g;
@@ -111,25 +79,6 @@ std::string number(double value) {
   return text.str();
 }
 
-// POSIX rather than std::filesystem: libtorch.so exports an incompatible copy of the latter.
-bool is_directory(const std::string& path) {
-  struct stat info;
-  return stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
-}
-bool exists(const std::string& path) {
-  struct stat info;
-  return stat(path.c_str(), &info) == 0;
-}
-void make_directories(const std::string& path) {
-  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
-    const std::string prefix = path.substr(0, slash);
-    if (!prefix.empty() && !is_directory(prefix) && mkdir(prefix.c_str(), 0755) != 0) {
-      throw std::runtime_error("cannot create folder " + prefix);
-    }
-    if (slash == std::string::npos) break;
-  }
-}
-
 std::string percent(double fraction) { return fixed(100 * fraction, 3) + "%"; }
 
 // The main run: its tokens, the table and output gradient drawn for it, and both weight gradients.
@@ -142,31 +91,6 @@ struct MainRun {
 struct Sweep {
   std::vector<double> n, plain, unit;
   int64_t dim = 0;
-};
-
-// Output files written under temporary names, renamed into place once all of them succeeded.
-class PendingFiles {
- public:
-  explicit PendingFiles(const std::string& folder) : folder_(folder) {}
-  // The temporary path to write `name` to.
-  std::string path(const std::string& name) {
-    pending_.emplace_back(folder_ + "/." + name + ".tmp", folder_ + "/" + name);
-    return pending_.back().first;
-  }
-  void discard() const {
-    for (const auto& [temp_path, final_path] : pending_) std::remove(temp_path.c_str());
-  }
-  void commit() const {
-    for (const auto& [temp_path, final_path] : pending_) {
-      if (std::rename(temp_path.c_str(), final_path.c_str()) != 0) {
-        throw std::runtime_error("cannot rename " + temp_path);
-      }
-    }
-  }
-
- private:
-  std::string folder_;
-  std::vector<std::pair<std::string, std::string>> pending_;
 };
 
 // Refuses what would otherwise fail only at the end (no gnuplot, --out a file), seeds, sets the
@@ -226,7 +150,7 @@ MainRun compute_main_run(const Options& options, const at::Tensor& tokens) {
   main_run.tokens = tokens;
   main_run.weight = at::randn({options.vocab, options.dim}).to(dtype);
   main_run.grad_out = at::randn({options.batch, options.sequence, options.dim}).to(dtype);
-  main_run.grads = run_both(tokens, main_run.weight, main_run.grad_out, options.padding_idx,
+  main_run.grads = run_both(options, tokens, main_run.weight, main_run.grad_out,
                             plain_factor(options, options.tokens()));
   return main_run;
 }
@@ -243,7 +167,7 @@ at::Tensor row_rms_quantiles(const at::Tensor& grad, const at::Tensor& used) {
 void report_summary(const Options& options, const MainRun& main_run, Results& results) {
   // Rows that received gradient (padding excluded).
   at::Tensor uses = at::bincount(main_run.tokens.reshape({-1}), {}, options.vocab);
-  if (options.padding_idx) uses[(*options.padding_idx + options.vocab) % options.vocab] = 0;
+  if (options.padding_idx) uses[options.padding_row()] = 0;
   const at::Tensor used = uses.gt(0);
   const Gradients& g = main_run.grads;
   const at::Tensor plain_q = row_rms_quantiles(g.plain, used);
@@ -386,8 +310,8 @@ Sweep report_sweep(const Options& options, const at::Tensor& tokens, Results& re
     progress(step, steps);
     const int64_t count = int64_t{1} << (8 + step);
     const at::Tensor t = sweep_tokens(options, count, tokens);
-    const Gradients s = run_both(t, sweep_weight, at::randn({count, sweep_dim}).to(dtype),
-                                 options.padding_idx, plain_factor(options, count));
+    const Gradients s = run_both(options, t, sweep_weight, at::randn({count, sweep_dim}).to(dtype),
+                                 plain_factor(options, count));
     sweep.n.push_back(static_cast<double>(count));
     sweep.plain.push_back(stddev(s.plain));
     sweep.unit.push_back(stddev(s.unit_scaled));
@@ -428,19 +352,13 @@ void write_figures(const Options& options, const Gradients& g, const std::vector
              static_cast<double>(options.vocab), sweep.dim, options.plain_loss_mean);
 }
 
-// Writes report.csv (and the figures) under temporary names, renamed once everything succeeded.
+// Writes report.csv (and the figures) into --out, all or nothing (output_files.h).
 void write_outputs(const Options& options, const Results& results, const Gradients& g,
                    const std::vector<FormatBand>& bands, const Sweep& sweep) {
-  make_directories(options.out);
-  PendingFiles files(options.out);
-  try {
+  write_output_files(options.out, [&](PendingFiles& files) {
     results.write(files.path("report.csv"));
     if (options.plots) write_figures(options, g, bands, sweep, files);
-  } catch (...) {
-    files.discard();
-    throw;
-  }
-  files.commit();
+  });
   std::cout << "\nwrote " << options.out << "/report.csv"
             << (options.plots ? ", histogram.{png,svg}, sweep.{png,svg}" : "") << "\n";
 }

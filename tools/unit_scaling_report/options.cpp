@@ -1,11 +1,15 @@
 #include "unit_scaling_report/options.h"
 
+#include <c10/util/Exception.h>
+#include <unit_scaling/functional.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <sstream>
+#include <string_view>
 
 namespace unit_scaling::report {
 namespace {
@@ -281,14 +285,23 @@ const OptionSpec* find_option(const std::string& option) {
   return nullptr;
 }
 
+// The library's own check of padding_idx for a table of `vocab` rows (in [-vocab, vocab)), its
+// c10::ValueError turned into a UsageError with the library's message.
+void check_padding_idx(int64_t padding_idx, int64_t vocab) {
+  try {
+    unit_scaling::functional::check_options(
+        vocab, unit_scaling::functional::EmbeddingFuncOptions().padding_idx(padding_idx));
+  } catch (const c10::ValueError& error) {
+    std::string message = error.what_without_backtrace();
+    constexpr std::string_view kLibraryPrefix = "unit_scaling embedding: ";
+    if (message.rfind(kLibraryPrefix, 0) == 0) message.erase(0, kLibraryPrefix.size());
+    throw UsageError("--padding-idx: " + message);
+  }
+}
+
 // The checks that involve more than one option, once all are read.
 void check_combinations(const Options& options) {
-  if (options.padding_idx &&
-      (*options.padding_idx < -options.vocab || *options.padding_idx >= options.vocab)) {
-    throw UsageError("--padding-idx: " + std::to_string(*options.padding_idx) +
-                     " is outside [-vocab, vocab) = [" + std::to_string(-options.vocab) + ", " +
-                     std::to_string(options.vocab) + ")");
-  }
+  if (options.padding_idx) check_padding_idx(*options.padding_idx, options.vocab);
   if (options.data_parallel > kMaxMicroBatches / options.accumulation) {
     throw UsageError("--data-parallel x --accumulation: at most " +
                      std::to_string(kMaxMicroBatches) + " micro-batches are simulated");
@@ -336,6 +349,11 @@ Options parse_options(const std::vector<std::string>& args) {
   }
   check_combinations(options);
   return options;
+}
+
+int64_t Options::padding_row() const {
+  if (!padding_idx) return -1;
+  return *padding_idx < 0 ? *padding_idx + vocab : *padding_idx;
 }
 
 // m = c^2 P K, c = 1/P (averaged over ranks) x 1/K (when the loss is divided by K).
