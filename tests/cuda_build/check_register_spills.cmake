@@ -2,12 +2,16 @@
 # and fails when ptxas reports a register spill in any of our kernels (the build itself also
 # treats a spill as an error; this test prints the per-kernel report).
 # Arguments: -DNVCC=... -DSOURCE_DIR=... -DWORK_DIR=... -DARCHITECTURES="80-real;90"
-#            -DSOURCES="a.cu;b.cu" [-DCCACHE=...] (ccache keeps ptxas's report with the object)
+#            -DSOURCES="a.cu;b.cu;c.cpp" (only the .cu files have kernels)
+#            [-DCCACHE=...] (ccache keeps ptxas's report with the object)
 string(REGEX MATCHALL "[0-9]+" _archs "${ARCHITECTURES}")
 list(REMOVE_DUPLICATES _archs)
 set(_spills 0)
 file(MAKE_DIRECTORY "${WORK_DIR}")
 foreach(_source IN LISTS SOURCES)
+  if(NOT _source MATCHES "\\.cu$")
+    continue()  # host-only C++ (backward_plan.cpp): no kernels
+  endif()
   foreach(_arch IN LISTS _archs)
     execute_process(
       COMMAND ${CCACHE} "${NVCC}" -std=c++17 -O3 -DNDEBUG -arch=sm_${_arch} -I${SOURCE_DIR}/src

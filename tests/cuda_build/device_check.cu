@@ -1,10 +1,10 @@
 // A standalone check of the CUDA kernels on a real GPU, without LibTorch: the backward and the
 // renorm against the CPU kernels bit for bit, the backward's node count in a captured CUDA graph
 // against backward_stream_operations(), and the backward's time at the GPT-2 and Llama-3 shapes.
-// Build (here) and run (on the GPU machine):
-//   nvcc -std=c++17 -O3 -arch=sm_90 -Isrc tests/cuda_build/device_check.cu src/kernels/cuda/*.cu \
-//     src/kernels/backward.cpp src/kernels/renorm.cpp src/kernels/index_checks.cpp \
-//     -o build-kernels/device_check
+// Build (here; one command over three lines) and run (on the GPU machine):
+//   nvcc -std=c++17 -O3 -arch=sm_90 -Isrc tests/cuda_build/device_check.cu src/kernels/cuda/*.cu
+//     src/kernels/cuda/backward_plan.cpp src/kernels/backward.cpp src/kernels/renorm.cpp
+//     src/kernels/index_checks.cpp -o build-kernels/device_check
 //   build-kernels/device_check            (exit status 0: every check passed)
 #include <cuda_runtime.h>
 
@@ -31,10 +31,6 @@ namespace k = unit_scaling::kernels;
   } while (0)
 
 static int failures = 0;
-
-static size_t element_bytes(k::DType t) {
-  return t == k::DType::kFloat64 ? 8 : t == k::DType::kFloat32 ? 4 : 2;
-}
 
 static void store(k::DType t, void* data, size_t i, double v) {
   switch (t) {
@@ -78,7 +74,7 @@ static const char* dtype_name(k::DType t) {
 // One backward case: bitwise vs CPU, repeatability, graph node count, and (if timed) the time.
 static void backward_case(k::DType dtype, int64_t n, int64_t v, int64_t d, bool zipf,
                           int64_t padding, bool timed) {
-  const size_t eb = element_bytes(dtype);
+  const size_t eb = static_cast<size_t>(k::dtype_bytes(dtype));
   const std::vector<int64_t> idx = make_indices(n, v, zipf, 7);
   std::vector<char> grad(static_cast<size_t>(n * d) * eb);
   std::mt19937_64 rng(11);
@@ -179,7 +175,7 @@ static void backward_case(k::DType dtype, int64_t n, int64_t v, int64_t d, bool 
 }
 
 static void renorm_case(k::DType dtype, int64_t rows, int64_t cols, double p) {
-  const size_t eb = element_bytes(dtype);
+  const size_t eb = static_cast<size_t>(k::dtype_bytes(dtype));
   std::vector<char> table(static_cast<size_t>(rows * cols) * eb);
   std::mt19937_64 rng(17);
   std::normal_distribution<double> normal;

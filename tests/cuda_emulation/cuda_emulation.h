@@ -74,9 +74,10 @@ struct Config {
   Order order = Order::kForward;  // of the threads in a block and of the blocks in a grid
   uint64_t seed = 1;              // for kShuffled
   unsigned block_cap = 65536;     // the cap of launch.cuh's blocks_for()
-  bool wide_keys = false;         // backward.cu: 64-bit keys even where 32 bits would do
-  bool large_sort = false;        // backward.cu: the device radix sort path even for small N
-  size_t parts_budget = 0;  // backward.cu: bytes of window slots per column slice (0: its own)
+  // backward.cu passes these to its planner (backward_plan.h's PlanOverrides):
+  bool wide_keys = false;   // 64-bit keys even where 32 bits would do
+  bool large_sort = false;  // the device radix sort path even for small N
+  size_t parts_budget = 0;  // bytes of window slots per column slice (0: the planner's own)
   bool count_only = false;  // count stream operations, run nothing
 };
 inline Config config;
@@ -356,7 +357,7 @@ auto launch(unsigned blocks, int threads, Kernel kernel) {
 
 // CUB's stable radix sort of (key, value) pairs over key bits [begin_bit, end_bit), as a host
 // stable sort (the real CUB is device code). Counts the stream operations of CUB's onesweep
-// sort (backward.cu's cub_sort_operations) and asks for a real, non-empty temporary storage.
+// sort (backward_plan.h's radix_sort_operations) and asks for a real, non-empty temporary storage.
 namespace cub {
 struct DeviceRadixSort {
   template <typename Key, typename Value, typename NumItems>

@@ -39,10 +39,6 @@ class Buffer {
   std::vector<Block> blocks_;
 };
 
-size_t element_bytes(DType type) {
-  return type == DType::kFloat64 ? 8 : type == DType::kFloat32 ? 4 : 2;
-}
-
 // Writes value into element i of a table of `type`.
 void store(DType type, void* data, int64_t i, double value) {
   switch (type) {
@@ -104,7 +100,7 @@ void expect_backward_matches_cpu(const BackwardCase& c) {
                << static_cast<int>(c.index_type) << " N " << c.count << " V " << c.num_rows << " D "
                << c.dim << " spread " << static_cast<int>(c.spread) << " padding " << c.padding_row
                << " misalign " << c.misalign);
-  const size_t bytes = element_bytes(c.dtype);
+  const size_t bytes = static_cast<size_t>(dtype_bytes(c.dtype));
   const std::vector<int64_t> values = make_indices(c.count, c.num_rows, c.spread, 7);
   Buffer index_buffer(static_cast<size_t>(c.count) * 8);
   const IndexArray indices = index_array(values, c.index_type, index_buffer);
@@ -317,7 +313,7 @@ void expect_gather_matches_cpu(const GatherCase& c) {
   SCOPED_TRACE(::testing::Message()
                << "dtype " << static_cast<int>(c.dtype) << " rows " << c.rows << " cols " << c.cols
                << " strides " << c.row_stride << "," << c.col_stride << " misalign " << c.misalign);
-  const size_t bytes = element_bytes(c.dtype);
+  const size_t bytes = static_cast<size_t>(dtype_bytes(c.dtype));
   const int64_t span = (c.rows - 1) * c.row_stride + (c.cols - 1) * c.col_stride + 1;
   Buffer table_buffer(static_cast<size_t>(span) * bytes + c.misalign);
   void* table = table_buffer.data() + c.misalign;
@@ -393,7 +389,7 @@ void expect_renorm_matches_cpu(const RenormCase& c) {
   SCOPED_TRACE(::testing::Message()
                << "dtype " << static_cast<int>(c.dtype) << " rows " << c.rows << " cols " << c.cols
                << " strides " << c.row_stride << "," << c.col_stride << " p " << c.norm_type);
-  const size_t bytes = element_bytes(c.dtype);
+  const size_t bytes = static_cast<size_t>(dtype_bytes(c.dtype));
   const int64_t span = (c.rows - 1) * c.row_stride + (c.cols - 1) * c.col_stride + 1;
   Buffer cpu_table(static_cast<size_t>(span) * bytes);
   Buffer gpu_table(static_cast<size_t>(span) * bytes);

@@ -33,15 +33,10 @@
 //    the windows' parts are summed in parallel by step B.
 //  B and C run once per column slice: the slots of one slice take at most kPartsBudget (32 MiB)
 //  bytes, so for huge N x D the columns are processed in slices (a number known on the host).
-// Stream operations per backward (backward_stream_operations): 4 for 512 < N <= 65536 -- tile
-// sort, merge, window parts, rows -- e.g. at GPT-2 (V = 50257, D = 768, N = 8192); 3 for
-// N <= 512; for larger N 1 + CUB's (4 + 2 per 8 key bits) + 2 per column slice. Before: 12 at
-// GPT-2 (keys, CUB's 8, offsets, window parts, rows).
-// Workspace (backward_workspace_bytes), with k = 4 bytes per key (8 when V or N need 64 bits):
-//   sorted rows and positions 2 k N; small N with several tiles + k' N (tile keys, k' = 4 or 8);
-//   large N + 2 k N + CUB's temporary storage; window slots (ceil(N / 32) - 1) x min(D, slice) x
-//   acc <= max(32 MiB, (ceil(N / 32) - 1) x 8 x acc). No offsets array (it was 8 (V + 1) bytes) and
-//   no per-window pair of parts (2 ceil(N/32) D acc: 1 GiB at N = 2^20, D = 4096).
+// The host decides the path, tile size, slices, workspace layout and the number of stream
+// operations from the shapes alone (backward_plan.h, plain C++): 4 operations at GPT-2
+// (V = 50257, D = 768, N = 8192; before: 12), a workspace of O(N) keys plus at most 32 MiB of
+// window slots per slice (no offsets array, no per-window pair of parts).
 // Memory traffic: grad_out (N x D) read once (each entry by step B or C), grad_weight (V x D)
 // written once; the slots written once and read once; O(N) keys through the sort (in shared
 // memory for small N), and log2(N) cached reads of the sorted rows per 32 output rows.
@@ -51,6 +46,7 @@
 #endif
 #include <type_traits>
 
+#include "kernels/cuda/backward_plan.h"
 #include "kernels/cuda/index_report.cuh"
 #include "kernels/element.h"
 #include "kernels/summation_order.h"
@@ -63,25 +59,21 @@ using kernels::detail::Element;
 // Columns per thread: 16 bytes of the gradient's storage type, when the row allows.
 template <typename T>
 constexpr int kWideWord = static_cast<int>(16 / sizeof(T));
-// Every kWideWord divides this: column slices are multiples of it.
-constexpr int64_t kSliceAlign = 8;
+// Column slices are multiples of kSliceAlign columns: every kWideWord divides it.
+static_assert(kSliceAlign % kWideWord<uint16_t> == 0 && kSliceAlign % kWideWord<float> == 0 &&
+              kSliceAlign % kWideWord<double> == 0);
 
 template <typename T, int kWord>
 struct alignas(sizeof(T) * kWord) Word {
   T v[kWord];
 };
 
-// The small-N sort: at most kMaxTiles tiles of at most kMaxTileEntries positions (16 KiB of
-// 64-bit keys in shared memory), at least 2^kMinTileBits per tile.
-constexpr int kMinTileBits = 9;
-constexpr int kMaxTileBits = 11;
-constexpr int64_t kMaxTileEntries = int64_t{1} << kMaxTileBits;
-constexpr int64_t kMaxTiles = 32;  // one per lane of the merge's warp
+// A tile of the small-N sort in shared memory: at most 16 KiB of 64-bit keys.
 static_assert(kMaxTileEntries * sizeof(uint64_t) <= detail::kStaticSharedBytes);
 
-constexpr int kRowsPerBlock = 32;                       // step C
-constexpr int64_t kMaxSliceColumns = int64_t{1} << 24;  // kRowsPerBlock x columns < 2^31
-constexpr size_t kPartsBudget = size_t{32} << 20;       // bytes of window slots per column slice
+constexpr int kRowsPerBlock = 32;  // step C
+// rows_kernel indexes (row, column word) of a block in 32 bits.
+static_assert(kRowsPerBlock * kMaxSliceColumns < int64_t{1} << 31);
 
 // The number of entries of sorted[0, n) that are < value.
 template <typename Key>
@@ -340,35 +332,9 @@ __global__ void rows_kernel(const Word<T, kWord>* __restrict__ grad, Slice slice
   }
 }
 
-int bit_width(uint64_t value) {
-  int bits = 0;
-  while (value) {
-    ++bits;
-    value >>= 1;
-  }
-  return bits;
-}
-
-constexpr size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
-// Everything the host decides from the shapes alone: the path, the types, the workspace layout
-// and the number of stream operations.
-struct Plan {
-  bool wide_keys = false;       // 64-bit sorted rows and positions
-  bool wide_composite = false;  // 64-bit tile keys (small N)
-  bool small = false;           // tile sort (else the radix sort)
-  int64_t tiles = 0;
-  int tile_bits = 0;  // log2 of the positions per tile
-  int64_t windows = 0;
-  int64_t slice_columns = 0;  // columns per slice of steps B and C
-  int end_bit = 0;            // radix sort: key bits
-  size_t sorted_rows = 0, sorted_positions = 0, tile_keys = 0, keys = 0, values = 0, slots = 0,
-         sort_temp = 0, sort_temp_bytes = 0, total = 0;
-  int64_t operations = 0;
-};
-
+// The bytes of CUB's temporary storage for the radix sort (the planner's RadixSortTempBytes).
 template <typename Key>
-size_t radix_sort_temp_bytes(int64_t count, int end_bit) {
+size_t cub_sort_temp_bytes(int64_t count, int end_bit) {
   size_t bytes = 0;
   using NumItems = std::conditional_t<sizeof(Key) == 4, uint32_t, int64_t>;
   cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const Key*>(nullptr),
@@ -378,82 +344,25 @@ size_t radix_sort_temp_bytes(int64_t count, int end_bit) {
   return bytes;
 }
 
-// CUB's onesweep radix sort (CUB 3.0, N above one tile): 4 graph nodes of set-up (histogram,
-// scan, their memsets) and per 8 key bits a memset of its look-back states and a onesweep kernel
-// -- measured as captured-graph nodes on an H100 (tests/cuda_build/device_check.cu).
-int64_t radix_sort_operations(int end_bit) { return 4 + 2 * ((end_bit + 7) / 8); }
+size_t radix_sort_temp_bytes(int key_bytes, int64_t count, int end_bit) {
+  return key_bytes == 8 ? cub_sort_temp_bytes<uint64_t>(count, end_bit)
+                        : cub_sort_temp_bytes<uint32_t>(count, end_bit);
+}
 
-Plan plan_for(const BackwardParams& params) {
-  const DType dtype = params.dtype;
-  const int64_t count = params.indices.count;
-  const int64_t num_rows = params.num_rows;
-  const int64_t dim = params.dim;
-  Plan plan;
-  if (count == 0 || num_rows == 0 || dim == 0) {  // check_indices, then zeros
-    plan.operations = (count > 0 ? 1 : 0) + (num_rows * dim > 0 ? 1 : 0);
-    return plan;
-  }
-  bool force_wide = false;
-  bool force_radix = false;
-  size_t parts_budget = kPartsBudget;
+// The plan of backward_plan.h; the host emulation's settings (tests) override the shapes' rules.
+BackwardPlan plan_for(const BackwardParams& params) {
+  PlanOverrides overrides;
 #ifdef UNIT_SCALING_CUDA_EMULATION
-  force_wide = ::emulation::config.wide_keys;
-  force_radix = ::emulation::config.large_sort;
-  if (::emulation::config.parts_budget > 0) parts_budget = ::emulation::config.parts_budget;
+  overrides.wide_keys = ::emulation::config.wide_keys;
+  overrides.radix_sort = ::emulation::config.large_sort;
+  overrides.parts_budget = ::emulation::config.parts_budget;
 #endif
-  const int row_bits = bit_width(static_cast<uint64_t>(num_rows));  // keys in [0, V]
-  plan.end_bit = row_bits;
-  plan.wide_keys = force_wide || num_rows >= (int64_t{1} << 32) - 1 || count >= int64_t{1} << 32;
-  plan.tile_bits = kMinTileBits;  // tiles of 512 to 2048 positions, at most 32 of them
-  while (plan.tile_bits < kMaxTileBits && (count >> plan.tile_bits) >= kMaxTiles) ++plan.tile_bits;
-  const int64_t tile_entries = int64_t{1} << plan.tile_bits;
-  plan.wide_composite = force_wide || row_bits + plan.tile_bits > 32;
-  plan.small = !force_radix && row_bits + plan.tile_bits <= 64 && count <= kMaxTiles * tile_entries;
-  const size_t key_bytes = plan.wide_keys ? 8 : 4;
-  const size_t acc_bytes = dtype == DType::kFloat64 ? 8 : 4;
-  const auto n = static_cast<size_t>(count);
-  plan.windows = (count + kSumWindow - 1) / kSumWindow;
-  const int64_t slot_count = plan.windows - 1;
-  plan.slice_columns = std::min(dim, kMaxSliceColumns);
-  if (slot_count > 0) {
-    const auto fit =
-        static_cast<int64_t>(parts_budget / (static_cast<size_t>(slot_count) * acc_bytes));
-    if (fit < plan.slice_columns) {
-      plan.slice_columns = std::max(kSliceAlign, fit / kSliceAlign * kSliceAlign);
-    }
-  }
-  size_t at = 0;
-  const auto take = [&at](size_t bytes) {
-    const size_t start = at;
-    at += align_up(bytes);
-    return start;
-  };
-  plan.sorted_rows = take(n * key_bytes);
-  plan.sorted_positions = take(n * key_bytes);
-  if (plan.small) {
-    plan.tiles = (count + tile_entries - 1) / tile_entries;
-    if (plan.tiles > 1) plan.tile_keys = take(n * (plan.wide_composite ? 8 : 4));
-  } else {
-    plan.keys = take(n * key_bytes);
-    plan.values = take(n * key_bytes);
-    plan.sort_temp_bytes = plan.wide_keys ? radix_sort_temp_bytes<uint64_t>(count, plan.end_bit)
-                                          : radix_sort_temp_bytes<uint32_t>(count, plan.end_bit);
-    plan.sort_temp = take(plan.sort_temp_bytes);
-  }
-  if (slot_count > 0) {
-    plan.slots = take(static_cast<size_t>(slot_count) *
-                      static_cast<size_t>(std::min(plan.slice_columns, dim)) * acc_bytes);
-  }
-  plan.total = at;
-  const int64_t slices = (dim + plan.slice_columns - 1) / plan.slice_columns;
-  plan.operations =
-      (plan.small ? 1 + (plan.tiles > 1 ? 1 : 0) : 1 + radix_sort_operations(plan.end_bit)) +
-      slices * ((slot_count > 0 ? 1 : 0) + 1);
-  return plan;
+  return plan_backward({params.dtype, params.indices.count, params.num_rows, params.dim},
+                       &radix_sort_temp_bytes, overrides);
 }
 
 template <typename T, int kWord, typename Key>
-void launch_sums(const Plan& plan, const BackwardParams& params, char* workspace,
+void launch_sums(const BackwardPlan& plan, const BackwardParams& params, char* workspace,
                  cudaStream_t stream) {
   using Acc = typename Element<T>::Acc;
   const int64_t dim = params.dim;
@@ -484,7 +393,7 @@ void launch_sums(const Plan& plan, const BackwardParams& params, char* workspace
 }
 
 template <typename Index, typename Key>
-cudaError_t sort(const Plan& plan, const BackwardParams& params, char* workspace,
+cudaError_t sort(const BackwardPlan& plan, const BackwardParams& params, char* workspace,
                  cudaStream_t stream) {
   const auto* indices = static_cast<const Index*>(params.indices.data);
   const int64_t count = params.indices.count;
@@ -529,7 +438,7 @@ cudaError_t sort(const Plan& plan, const BackwardParams& params, char* workspace
 }
 
 template <typename Key>
-cudaError_t run(const Plan& plan, const BackwardParams& params, char* workspace,
+cudaError_t run(const BackwardPlan& plan, const BackwardParams& params, char* workspace,
                 cudaStream_t stream) {
   const cudaError_t sorted = kernels::detail::with_index_type(params.indices.type, [&](auto tag) {
     using Index = typename decltype(tag)::type;
@@ -559,7 +468,7 @@ int64_t backward_stream_operations(const BackwardParams& params) {
 
 cudaError_t write_scaled_gradient(const BackwardParams& params, void* workspace,
                                   size_t workspace_bytes, cudaStream_t stream) {
-  const Plan plan = plan_for(params);
+  const BackwardPlan plan = plan_for(params);
   if (workspace_bytes < plan.total) return cudaErrorInvalidValue;
   auto* base = static_cast<char*>(workspace);
   if (params.indices.count == 0 || params.num_rows == 0 || params.dim == 0) {
@@ -571,9 +480,8 @@ cudaError_t write_scaled_gradient(const BackwardParams& params, void* workspace,
         return error;
       }
     }
-    const DType dtype = params.dtype;
-    const size_t element = dtype == DType::kFloat64 ? 8 : dtype == DType::kFloat32 ? 4 : 2;
-    const auto bytes = static_cast<size_t>(params.num_rows * params.dim) * element;
+    const auto bytes = static_cast<size_t>(params.num_rows * params.dim) *
+                       static_cast<size_t>(dtype_bytes(params.dtype));
     if (bytes == 0) return cudaSuccess;  // no zero-byte memset (grad_weight may be null)
     return cudaMemsetAsync(params.grad_weight, 0, bytes, stream);
   }

@@ -5,7 +5,8 @@
 // (backends/cuda.cpp) validates every argument but the index values, allocates outputs and
 // workspaces, and turns returned CUDA errors into exceptions. Nothing here synchronises the
 // host; every function only enqueues work on `stream`, so all of it can be captured in a CUDA
-// graph. One file per concept: index_report.cuh, gather.cu, renorm.cu, backward.cu.
+// graph. One file per concept: index_report.cuh, gather.cu, renorm.cu, backward.cu (its host-side
+// plan: backward_plan.h).
 #pragma once
 
 #ifndef UNIT_SCALING_CUDA_EMULATION  // host emulation in the tests: its own types
@@ -60,7 +61,7 @@ cudaError_t renorm_rows(const RenormParams& params, const unsigned long long* st
 
 // Device workspace that write_scaled_gradient needs for the shapes of `params` (dtype,
 // indices.count, num_rows, dim; the pointers are not read): O(N) sort keys plus the window
-// slots, at most max(32 MiB, 8 acc ceil(N / 32)) bytes (backward.cu states the exact bound).
+// slots, at most max(32 MiB, 8 acc ceil(N / 32)) bytes (backward_plan.h states the exact layout).
 size_t backward_workspace_bytes(const BackwardParams& params);
 
 // How many stream operations (kernel launches, memsets, sort calls) write_scaled_gradient
