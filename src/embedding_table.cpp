@@ -4,22 +4,35 @@
 #include <torch/nn/init.h>
 
 #include "embedding_checks.h"
+#include "kernels/messages.h"
 
 namespace unit_scaling::detail {
 
-int64_t check_module_options(const char* module, torch::nn::EmbeddingOptions& options,
-                             const GradScaleOptions& grad_scale, at::IntArrayRef table_shape) {
-  const int64_t num_rows = options.num_embeddings();
-  TORCH_CHECK_VALUE(num_rows >= 0 && options.embedding_dim() >= 0, "unit_scaling ", module,
-                    ": num_embeddings and embedding_dim must be >= 0, got num_embeddings=",
-                    num_rows, ", embedding_dim=", options.embedding_dim());
-  const int64_t padding = check_settings(func_options_of(options), num_rows);
-  check_token_count(grad_scale.token_multiplier(), grad_scale.num_tokens());
-  if (padding >= 0) options.padding_idx(padding);
-  TORCH_CHECK_VALUE(!options._weight().defined() || options._weight().sizes() == table_shape,
-                    "unit_scaling ", module, ": _weight of shape ",
-                    options._weight().defined() ? options._weight().sizes() : at::IntArrayRef{},
+void check_module_settings(int64_t num_embeddings, int64_t embedding_dim,
+                           const CallOptions& options, const at::Tensor& weight,
+                           at::IntArrayRef table_shape) {
+  TORCH_CHECK_VALUE(num_embeddings >= 0 && embedding_dim >= 0, kernels::message_prefix(),
+                    "num_embeddings and embedding_dim must be >= 0, got num_embeddings=",
+                    num_embeddings, ", embedding_dim=", embedding_dim);
+  check_table_options(options, num_embeddings);
+  TORCH_CHECK_VALUE(!weight.defined() || weight.sizes() == table_shape, kernels::message_prefix(),
+                    "_weight of shape ", weight.defined() ? weight.sizes() : at::IntArrayRef{},
                     " does not match the table's shape ", table_shape);
+}
+
+void check_pretrained(const at::Tensor& table, const char* name) {
+  TORCH_CHECK_TYPE(table.defined(), kernels::message_prefix(), name, " is an undefined tensor");
+  TORCH_CHECK_VALUE(table.dim() == 2, kernels::message_prefix(), name,
+                    " must be 2-D (num_embeddings, embedding_dim), got shape ", table.sym_sizes());
+}
+
+int64_t check_module_options(torch::nn::EmbeddingOptions& options,
+                             const GradScaleOptions& grad_scale, at::IntArrayRef table_shape) {
+  const CallOptions call = call_options(options, grad_scale);
+  check_module_settings(options.num_embeddings(), options.embedding_dim(), call, options._weight(),
+                        table_shape);
+  const int64_t padding = padding_row_or_none(call.padding_idx, options.num_embeddings());
+  if (padding >= 0) options.padding_idx(padding);
   return padding;
 }
 

@@ -1,5 +1,6 @@
-// The embedding table of the modules (nn::Embedding, distributed::VocabParallelEmbedding): how
-// it is registered and initialised, in one place.
+// The embedding table of the modules (C++ nn::Embedding and distributed::VocabParallelEmbedding,
+// the Python Embedding through the operators _check_module_options / _check_pretrained): the
+// checks of their settings, how the table is registered and initialised, in one place.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -7,14 +8,24 @@
 #include <torch/nn/options/embedding.h>
 #include <unit_scaling/grad_scale.h>
 
+#include "call_options.h"
+
 namespace unit_scaling::detail {
 
-// The checks of a module's options, shared by both modules (`module` names it in errors):
-// num_embeddings and embedding_dim >= 0, the functional options (check_options, padding_idx in
-// [-V, V)), the token count, and options._weight's shape (when given) equal to `table_shape`
-// (the whole table, or one rank's shard). Stores the wrapped padding_idx back into options and
-// returns it (-1: none). ValueError otherwise.
-int64_t check_module_options(const char* module, torch::nn::EmbeddingOptions& options,
+// A module's settings: num_embeddings and embedding_dim >= 0, the options of a table of
+// num_embeddings rows (check_table_options), and a given table (`weight`, may be undefined) of
+// shape `table_shape` (the whole table, or one rank's shard). ValueError otherwise.
+void check_module_settings(int64_t num_embeddings, int64_t embedding_dim,
+                           const CallOptions& options, const at::Tensor& weight,
+                           at::IntArrayRef table_shape);
+
+// A module's given table (from_pretrained's embeddings, from_full's full_weight: `name`), a
+// defined (TypeError) 2-D (ValueError) tensor.
+void check_pretrained(const at::Tensor& table, const char* name);
+
+// The C++ modules' form: check_module_settings of `options` and `grad_scale`, then the wrapped
+// padding_idx stored back into options and returned (-1: none).
+int64_t check_module_options(torch::nn::EmbeddingOptions& options,
                              const GradScaleOptions& grad_scale, at::IntArrayRef table_shape);
 
 // Unit-scale initialisation in place: weight ~ N(0, 1), then row `padding_row` zeroed when it

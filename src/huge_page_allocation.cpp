@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/messages.h"
+
 namespace unit_scaling::detail {
 namespace {
 
@@ -18,7 +20,7 @@ class HugePageAllocator final : public c10::Allocator {
     if (bytes < kHugePageMinBytes) return c10::GetCPUAllocator()->allocate(bytes);
     const size_t rounded = (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
     void* data = std::aligned_alloc(kHugePageBytes, rounded);
-    TORCH_CHECK(data != nullptr, "unit_scaling embedding: out of memory allocating ", bytes,
+    TORCH_CHECK(data != nullptr, kernels::message_prefix(), "out of memory allocating ", bytes,
                 " bytes");
 #ifdef MADV_HUGEPAGE
     madvise(data, rounded, MADV_HUGEPAGE);  // advice only: failure leaves 4 KiB pages

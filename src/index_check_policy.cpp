@@ -10,10 +10,14 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "kernels/messages.h"
+
 namespace unit_scaling {
 namespace {
 
 constexpr const char* kVariable = "UNIT_SCALING_INDEX_CHECKS";
+
+std::string prefix() { return kernels::message_prefix(kernels::Subject::kIndexCheckPolicy); }
 
 std::atomic<IndexCheckPolicy> policy{IndexCheckPolicy::kDeviceAssert};
 std::once_flag environment_read;
@@ -27,7 +31,7 @@ void read_environment_once() {
     try {
       policy.store(parse_index_check_policy(value));
     } catch (const c10::ValueError&) {
-      TORCH_CHECK_VALUE(false, "unit_scaling: environment variable ", kVariable, "='", value,
+      TORCH_CHECK_VALUE(false, prefix(), "environment variable ", kVariable, "='", value,
                         "' must be 'device_assert' or 'raise'");
     }
   });
@@ -52,10 +56,8 @@ std::string index_check_policy_name(IndexCheckPolicy value) {
 IndexCheckPolicy parse_index_check_policy(const std::string& name) {
   if (name == "device_assert") return IndexCheckPolicy::kDeviceAssert;
   if (name == "raise") return IndexCheckPolicy::kRaise;
-  TORCH_CHECK_VALUE(false,
-                    "unit_scaling: index check policy must be 'device_assert' or 'raise', "
-                    "got '",
-                    name, "'");
+  TORCH_CHECK_VALUE(false, prefix(), "the policy must be 'device_assert' or 'raise', got '", name,
+                    "'");
 }
 
 IndexCheckPolicyGuard::IndexCheckPolicyGuard(IndexCheckPolicy new_policy)

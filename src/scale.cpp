@@ -25,11 +25,11 @@ const c10::TypedOperatorHandle<ScaleSignature>& scale_bwd_op() {
 }
 
 at::Tensor scale_fwd_kernel(const at::Tensor& x, double scale) {
-  detail::check_scale_arguments(x, scale, "scale_fwd");
+  detail::check_scale_arguments(x, scale, /*forward=*/true);
   return x * scale;
 }
 at::Tensor scale_bwd_kernel(const at::Tensor& x, double scale) {
-  detail::check_scale_arguments(x, scale, "scale_bwd");
+  detail::check_scale_arguments(x, scale, /*forward=*/false);
   return x.clone();
 }
 
@@ -60,11 +60,11 @@ class ScaleBackwardOnly : public torch::autograd::Function<ScaleBackwardOnly> {
 
 // The checks come first in every kernel, so each way in raises the same error.
 at::Tensor scale_fwd_autograd(const at::Tensor& x, double scale) {
-  detail::check_scale_arguments(x, scale, "scale_fwd");
+  detail::check_scale_arguments(x, scale, /*forward=*/true);
   return ScaleForwardOnly::apply(x, scale);
 }
 at::Tensor scale_bwd_autograd(const at::Tensor& x, double scale) {
-  detail::check_scale_arguments(x, scale, "scale_bwd");
+  detail::check_scale_arguments(x, scale, /*forward=*/false);
   return ScaleBackwardOnly::apply(x, scale);
 }
 
@@ -72,12 +72,12 @@ at::Tensor scale_bwd_autograd(const at::Tensor& x, double scale) {
 
 // The dispatcher rejects an undefined tensor with a generic error; check first.
 at::Tensor scale_fwd(const at::Tensor& x, double scale) {
-  detail::check_scale_arguments(x, scale, "scale_fwd");
+  detail::check_scale_arguments(x, scale, /*forward=*/true);
   return scale_fwd_op().call(x, scale);
 }
 
 at::Tensor scale_bwd(const at::Tensor& x, double scale) {
-  detail::check_scale_arguments(x, scale, "scale_bwd");
+  detail::check_scale_arguments(x, scale, /*forward=*/false);
   return scale_bwd_op().call(x, scale);
 }
 

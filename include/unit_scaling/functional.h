@@ -49,8 +49,21 @@ UNIT_SCALING_API at::Tensor embedding(const at::Tensor& input, const at::Tensor&
 // outside [-V, V), max_norm or norm_type not > 0, scale_grad_by_freq, sparse, a bad token
 // count), with the same message. For validating a configuration up front (the report tool's
 // command line).
-UNIT_SCALING_API void check_options(int64_t num_embeddings, const EmbeddingFuncOptions& options = {},
+UNIT_SCALING_API void check_options(int64_t num_embeddings,
+                                    const EmbeddingFuncOptions& options = {},
                                     const GradScaleOptions& grad_scale = {});
+
+// The unit scale s = sqrt(V / N_eff) by which the weight gradient of a call with num_lookups
+// lookups into a table of num_embeddings rows is multiplied (N_eff: grad_scale's token count,
+// docs/SCALING.md; a call without lookups counts 1); c10::ValueError as check_options for a bad
+// token count.
+UNIT_SCALING_API double unit_scale(int64_t num_embeddings, int64_t num_lookups,
+                                   const GradScaleOptions& grad_scale = {});
+
+// The row options.padding_idx names in a table of num_embeddings rows: in [0, num_embeddings)
+// (a negative padding_idx counts from the end), -1 without one; c10::ValueError as
+// check_options for one outside [-num_embeddings, num_embeddings).
+UNIT_SCALING_API int64_t padding_row(int64_t num_embeddings, const EmbeddingFuncOptions& options);
 
 namespace detail {
 // Both forms' one call of the operator, with the options as its scalars.

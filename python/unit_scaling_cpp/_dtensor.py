@@ -57,7 +57,6 @@ sharded indices, the ranks that hold the bad index. Double backward runs DTensor
 the ATen operators of the gradient's backward (some uneven splits are refused there).
 """
 from dataclasses import dataclass
-import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -69,8 +68,10 @@ try:
 except ImportError:  # experimental: scale_fwd / scale_bwd then get rules of their own
     register_sharding = None
 
+from ._arguments import PREFIX
+from ._options import Options
+
 ops = torch.ops.unit_scaling
-_OP = "unit_scaling embedding"
 Placements = Tuple[Placement, ...]
 
 
@@ -145,7 +146,7 @@ def plan_renorm(weight: Placements) -> Tuple[Optional[int], Optional[int]]:
             col_dim = m
         elif not p.is_replicate():
             raise NotImplementedError(
-                f"{_OP}: max_norm renormalises the table in place, which needs placements "
+                f"{PREFIX}max_norm renormalises the table in place, which needs placements "
                 f"Replicate, Shard(0) or Shard(1) (each table dimension on at most one mesh "
                 f"dimension); got weight placements {tuple(weight)}")
     return row_dim, col_dim
@@ -159,13 +160,13 @@ def _common_mesh(func: Any, named: Dict[str, Any]) -> Any:
     plain = [k for k, v in tensors.items() if not isinstance(v, DTensor)]
     if plain:
         raise TypeError(
-            f"{_OP}: {func}: {', '.join(plain)} is a torch.Tensor but other arguments are "
+            f"{PREFIX}{func}: {', '.join(plain)} is a torch.Tensor but other arguments are "
             "DTensors; convert it with DTensor.from_local(..., placements=[Replicate()])")
     meshes = {k: v.device_mesh for k, v in tensors.items()}
     first = next(iter(meshes.values()))
     for name, mesh in meshes.items():
         if mesh != first:
-            raise ValueError(f"{_OP}: {func}: {name} is on device mesh {mesh}, but the other "
+            raise ValueError(f"{PREFIX}{func}: {name} is on device mesh {mesh}, but the other "
                              f"arguments are on {first}")
     return first
 
@@ -208,88 +209,80 @@ def _rule(body: Any) -> Any:
 
 # ---- embedding_lookup ------------------------------------------------------------------------
 
-def _lookup(func: Any, input: DTensor, weight: DTensor, padding_idx: Optional[int] = None, *,
-            token_multiplier: float = 1.0, num_tokens: Optional[int] = None) -> DTensor:
+def _lookup(func: Any, input: DTensor, weight: DTensor, *args: Any, **kwargs: Any) -> DTensor:
+    options = Options(*args, **kwargs)
     mesh = _common_mesh(func, {"input": input, "weight": weight})
-    func(_meta(input), _meta(weight), token_multiplier=token_multiplier, num_tokens=num_tokens)
+    options.call(func, _meta(input), _meta(weight))
     plan = plan_lookup(tuple(weight.placements), tuple(input.placements), input.ndim)
     weight_to, input_to = plan.args
     rows, shape = weight.shape[0], tuple(input.shape) + (weight.shape[1],)
     with torch.no_grad():
         indices, table = _redistribute(input, input_to), _redistribute(weight, weight_to)
         if plan.row_dim is None:  # all rows here: the operator itself
-            local = ops.embedding_lookup(indices, table, padding_idx,
-                                         token_multiplier=token_multiplier, num_tokens=num_tokens)
+            local = options.call(ops.embedding_lookup, indices, table)
         else:
-            local = ops._vocab_shard_lookup(indices, table, rows, *_shard(mesh, plan.row_dim),
-                                            padding_idx, token_multiplier=token_multiplier,
-                                            num_tokens=num_tokens)
+            local = options.call(ops._vocab_shard_lookup, indices, table, rows,
+                                 *_shard(mesh, plan.row_dim))
         return _wrap(local, mesh, plan.out, shape)
 
 
 # ---- embedding_backward, _scaled_embedding_backward -----------------------------------------
 
-def _gradient(mesh: Any, grad: DTensor, input: DTensor, rows: int, padding_idx: Optional[int],
-              **scale: Any) -> DTensor:
-    """The (rows, D) unit-scaled weight gradient; ``scale``: the token options or the scale."""
+def _gradient(mesh: Any, grad: DTensor, input: DTensor, rows: int, options: Options,
+              scale: Optional[float]) -> DTensor:
+    """The (rows, D) unit-scaled weight gradient of the global problem (input.numel() lookups),
+    with the call's scale or an explicit one."""
     plan = plan_gradient(tuple(grad.placements), tuple(input.placements), grad.ndim, input.ndim)
     grad_to, input_to = plan.args
     with torch.no_grad():
         g, indices = _redistribute(grad, grad_to), _redistribute(input, input_to)
-        local = ops._vocab_shard_backward(g, indices, rows, *_shard(mesh, plan.row_dim),
-                                          padding_idx, num_lookups=input.numel(), **scale)
+        local = options.call(ops._vocab_shard_backward, g, indices, rows,
+                             *_shard(mesh, plan.row_dim), num_lookups=input.numel(), scale=scale)
         return _wrap(local, mesh, plan.out, (rows, grad.shape[-1]))
 
 
-def _backward(func: Any, grad_output: DTensor, input: DTensor, num_weights: int,
-              padding_idx: Optional[int] = None, *, token_multiplier: float = 1.0,
-              num_tokens: Optional[int] = None) -> DTensor:
+def _backward(func: Any, grad_output: DTensor, input: DTensor, num_weights: int, *args: Any,
+              **kwargs: Any) -> DTensor:
+    options = Options(*args, **kwargs)
     mesh = _common_mesh(func, {"grad_output": grad_output, "input": input})
-    func(_meta(grad_output), _meta(input), num_weights, token_multiplier=token_multiplier,
-         num_tokens=num_tokens)
-    return _gradient(mesh, grad_output, input, num_weights, padding_idx,
-                     token_multiplier=token_multiplier, num_tokens=num_tokens)
+    options.call(func, _meta(grad_output), _meta(input), num_weights)
+    return _gradient(mesh, grad_output, input, num_weights, options, scale=None)
 
 
 def _scaled_backward(func: Any, grad_output: DTensor, input: DTensor, num_weights: int,
                      padding_row: int, scale: float) -> DTensor:
     mesh = _common_mesh(func, {"grad_output": grad_output, "input": input})
-    # The operator's own checks of the scalar arguments, on an empty call.
-    empty = input.to_local().reshape(-1)[:0]
-    func(grad_output.to_local().new_empty((0, 0)), empty, num_weights, padding_row, scale)
     func(_meta(grad_output), _meta(input), num_weights, padding_row, scale)
-    return _gradient(mesh, grad_output, input, num_weights,
-                     padding_row if padding_row >= 0 else None, scale=scale)
+    # The operator's explicit row (-1: none) as the options' padding_idx, already in [0, V).
+    options = Options(padding_idx=None if padding_row == -1 else padding_row)
+    return _gradient(mesh, grad_output, input, num_weights, options, scale=scale)
 
 
 # ---- embedding_renorm_ ------------------------------------------------------------------------
 
 def _renorm_block(table: torch.Tensor, local: torch.Tensor, max_norm: float, norm_type: float,
-                  mesh: Any, col_dim: Optional[int], cols: int) -> None:
-    """Renorms, in place, the rows of ``table`` (a block of the table's rows) that the positions
-    with ``local >= 0`` reference, with the operator itself and without data-dependent shapes
-    (so torch.compile traces it): every position's row is copied out (row 0 for the positions
-    this rank does not own), gathered over the columns if they are sharded, renormed -- the
-    unowned positions only when row 0 is referenced too, else they point to an appended zero
-    row, which no renorm touches -- and copied back. All copies of a row carry the same values,
-    so the order of the writes does not matter."""
+                  mesh: Any, col_dim: int, cols: int) -> None:
+    """Renorms, in place, the rows of ``table`` (a block of the table's rows, its columns
+    sharded over mesh dimension ``col_dim``) that the positions with ``local >= 0`` reference,
+    with the operator itself and without data-dependent shapes (so torch.compile traces it):
+    every position's row is copied out (row 0 for the positions this rank does not own),
+    gathered over the columns, renormed -- the unowned positions only when row 0 is referenced
+    too, else they point to an appended zero row, which no renorm touches -- and copied back.
+    All copies of a row carry the same values, so the order of the writes does not matter."""
     owned = local >= 0
     at = local.clamp(min=0)
     block = table.index_select(0, at)
     columns = [Shard(1) if m == col_dim else Replicate() for m in range(mesh.ndim)]
-    if col_dim is not None:
-        block = _wrap(block, mesh, columns, (block.shape[0], cols)).full_tensor()
+    block = _wrap(block, mesh, columns, (block.shape[0], cols)).full_tensor()
     count = at.numel()
     row_zero_referenced = (owned & (at == 0)).any()
     which = torch.where(owned | row_zero_referenced,
                         torch.arange(count, device=at.device), count)
     extended = torch.cat([block, block.new_zeros(1, block.shape[1])])
     ops.embedding_renorm_(extended, which, max_norm, norm_type)
-    renormed = extended[:count]
-    if col_dim is not None:  # back to this rank's columns (a local split, no communication)
-        replicated = _wrap(renormed, mesh, [Replicate()] * mesh.ndim, (count, cols))
-        renormed = replicated.redistribute(mesh, columns).to_local()
-    table.index_copy_(0, at, renormed)
+    # Back to this rank's columns (a local split, no communication).
+    replicated = _wrap(extended[:count], mesh, [Replicate()] * mesh.ndim, (count, cols))
+    table.index_copy_(0, at, replicated.redistribute(mesh, columns).to_local())
 
 
 def _renorm(func: Any, weight: DTensor, input: DTensor, max_norm: float,
@@ -301,11 +294,12 @@ def _renorm(func: Any, weight: DTensor, input: DTensor, max_norm: float,
     with torch.no_grad():
         indices = _redistribute(input, [Replicate()] * mesh.ndim)
         table = weight.to_local()
-        if row_dim is None and col_dim is None:  # the whole table here
-            ops.embedding_renorm_(table, indices, max_norm, norm_type)
+        if col_dim is None:  # whole rows here: the row-shard renorm (the C++ module's too)
+            ops._vocab_shard_renorm_(table, indices, rows, *_shard(mesh, row_dim), max_norm,
+                                     norm_type)
         else:  # checks every index against the global V; -1 where this rank owns no row
             local = ops._vocab_shard_indices(indices, rows, *_shard(mesh, row_dim)).reshape(-1)
-            if table.shape[0] and local.numel() and not math.isinf(max_norm):
+            if table.shape[0] and local.numel():
                 _renorm_block(table, local, max_norm, norm_type, mesh, col_dim, cols)
         if not weight.is_inference():
             torch.autograd.graph.increment_version(weight)

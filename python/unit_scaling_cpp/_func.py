@@ -15,8 +15,13 @@ same computation from the same device operators:
 - :class:`_Scatter`: the unit-scaled gradient ``s * scatter_sum(grad_output)``, padding
   positions left out (``unit_scaling::embedding_backward``, which computes ``s = sqrt(V / N)``
   from its own input, so the token count stays symbolic under torch.compile); backward the
-  scaled lookup ``s * ggW[input]`` with padding positions zeroed (plain ATen ops, the same
-  formula as the C++ double backward); tangent the scatter of the tangent (linear too).
+  scaled lookup ``s * ggW[input]`` with padding positions zeroed
+  (``unit_scaling::_embedding_double_backward``, the C++ double backward's own operator, built
+  from ATen operators that functorch transforms); tangent the scatter of the tangent (linear
+  too).
+
+Every call carries the options as one :class:`~._options.Options`, passed unchanged to each
+operator, which checks them all: no rule is restated here.
 
 Both are ``autograd.Function`` classes with ``setup_context``, ``jvp`` and
 ``generate_vmap_rule = True``, so every transform composes with every other.
@@ -42,17 +47,17 @@ costs a second and loads DTensor, which this package leaves to the user, ``_dten
 referenced rows of the caller's weight are renormed in place, under no-grad, before the lookup,
 and the renorm is not differentiated.
 """
-import math
 from typing import Any, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from ._import_hooks import after_import
+from ._options import Options
 
 ops = torch.ops.unit_scaling
 
-__all__ = ["check_options", "embedding", "register", "transforms_active"]
+__all__ = ["embedding", "register", "transforms_active"]
 
 
 def transforms_active() -> bool:
@@ -61,54 +66,34 @@ def transforms_active() -> bool:
     return torch._C._functorch.peek_interpreter_stack() is not None
 
 
-def _unit_scale(rows: Any, count: Any, token_multiplier: float, num_tokens: Any) -> Any:
-    """src/unit_scale.cpp in Python: ``sqrt(V / N_eff)``, ``N_eff = num_tokens`` or
-    ``max(N, 1) * token_multiplier``; symbolic sizes (torch.compile) stay symbolic."""
-    tokens = num_tokens if num_tokens is not None else torch.sym_max(count, 1) * token_multiplier
-    ratio = rows / tokens
-    if isinstance(ratio, torch.SymFloat):
-        return torch.sym_sqrt(ratio)
-    return math.sqrt(ratio)
-
-
-def _padding_mask(input: Tensor, rows: Any, padding_idx: Any) -> Optional[Tensor]:
-    """``input == padding_row`` (padding_idx wrapped like the operators do), or None."""
-    if padding_idx is None:
-        return None
-    return input.eq(padding_idx + rows if padding_idx < 0 else padding_idx)
-
-
 class _Lookup(torch.autograd.Function):
     """``weight[input]`` whose weight gradient is the unit-scaled :class:`_Scatter`."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(weight: Tensor, input: Tensor, padding_idx: Any, token_multiplier: float,
-                num_tokens: Any) -> Tensor:
-        return ops.embedding_lookup(input, weight, padding_idx, token_multiplier=token_multiplier,
-                                    num_tokens=num_tokens)
+    def forward(weight: Tensor, input: Tensor, options: Options) -> Tensor:
+        return options.call(ops.embedding_lookup, input, weight)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tensor) -> None:
-        weight, input, padding_idx, token_multiplier, num_tokens = inputs
+        weight, input, options = inputs
         ctx.save_for_backward(input)
         ctx.save_for_forward(input)
-        ctx.call = (weight.shape[0], padding_idx, token_multiplier, num_tokens)
+        ctx.rows, ctx.options = weight.shape[0], options
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> Tuple[Optional[Tensor], ...]:
         (input,) = ctx.saved_tensors
         grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_weight = _Scatter.apply(grad_output, input, *ctx.call)
-        return grad_weight, None, None, None, None
+            grad_weight = _Scatter.apply(grad_output, input, ctx.rows, ctx.options)
+        return grad_weight, None, None
 
     @staticmethod
     def jvp(ctx: Any, weight_tangent: Tensor, *unused: Any) -> Tensor:
         (input,) = ctx.saved_tensors
-        _, padding_idx, token_multiplier, num_tokens = ctx.call
-        return _Lookup.apply(weight_tangent, input, padding_idx, token_multiplier, num_tokens)
+        return _Lookup.apply(weight_tangent, input, ctx.options)
 
 
 class _Scatter(torch.autograd.Function):
@@ -118,72 +103,39 @@ class _Scatter(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(grad_output: Tensor, input: Tensor, rows: Any, padding_idx: Any,
-                token_multiplier: float, num_tokens: Any) -> Tensor:
-        return ops.embedding_backward(grad_output, input, rows, padding_idx,
-                                      token_multiplier=token_multiplier, num_tokens=num_tokens)
+    def forward(grad_output: Tensor, input: Tensor, rows: Any, options: Options) -> Tensor:
+        return options.call(ops.embedding_backward, grad_output, input, rows)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tensor) -> None:
-        _, input, rows, padding_idx, token_multiplier, num_tokens = inputs
+        _, input, rows, options = inputs
         ctx.save_for_backward(input)
         ctx.save_for_forward(input)
-        ctx.call = (rows, padding_idx, token_multiplier, num_tokens)
+        ctx.rows, ctx.options = rows, options
 
     @staticmethod
     def backward(ctx: Any, grad_grad_weight: Tensor) -> Tuple[Optional[Tensor], ...]:
         (input,) = ctx.saved_tensors
-        rows, padding_idx, token_multiplier, num_tokens = ctx.call
-        scale = _unit_scale(rows, input.numel(), token_multiplier, num_tokens)
-        # s * ggW[input], padding positions zeroed (masked, so that an inf or NaN in the padding
-        # row cannot leak into them as inf * 0).
-        looked_up = grad_grad_weight.index_select(0, input.reshape(-1)) * scale
-        looked_up = looked_up.view(*input.shape, grad_grad_weight.shape[-1])
-        mask = _padding_mask(input, rows, padding_idx)
-        if mask is not None:
-            looked_up = looked_up.masked_fill(mask.unsqueeze(-1), 0)
-        return looked_up, None, None, None, None, None
+        # s * ggW[input], padding positions zeroed: the C++ double backward's operator.
+        grad = ctx.options.call(ops._embedding_double_backward, grad_grad_weight, input)
+        return grad, None, None, None
 
     @staticmethod
     def jvp(ctx: Any, grad_output_tangent: Tensor, *unused: Any) -> Tensor:
         (input,) = ctx.saved_tensors
-        return _Scatter.apply(grad_output_tangent, input, *ctx.call)
+        return _Scatter.apply(grad_output_tangent, input, ctx.rows, ctx.options)
 
 
-def check_options(input: Tensor, weight: Tensor, padding_idx: Any, max_norm: Any,
-                  norm_type: float, scale_grad_by_freq: bool, sparse: bool,
-                  token_multiplier: float, num_tokens: Any) -> None:
-    """The value checks of ``unit_scaling::embedding``'s settings, for the routes that do not
-    call it. A setting it would reject is passed to the operator itself, on data-free meta
-    stand-ins, so that the error and its words are the operator's; valid settings cost no
-    operator call (so nothing lands in a traced graph)."""
-    rows = weight.shape[0]
-    invalid = (
-        scale_grad_by_freq or sparse or not norm_type > 0
-        or (max_norm is not None and not max_norm > 0)
-        or (padding_idx is not None and not -rows <= padding_idx < rows)
-        or not (math.isfinite(token_multiplier) and token_multiplier > 0)
-        or (num_tokens is not None and (num_tokens <= 0 or token_multiplier != 1.0)))
-    if invalid:
-        proxy_input = torch.empty(0, dtype=input.dtype, device="meta")
-        proxy_weight = torch.empty(rows, 0, dtype=weight.dtype, device="meta")
-        ops.embedding(proxy_input, proxy_weight, padding_idx, max_norm, norm_type,
-                      scale_grad_by_freq, sparse, token_multiplier=token_multiplier,
-                      num_tokens=num_tokens)
-
-
-def embedding(input: Tensor, weight: Tensor, padding_idx: Any, max_norm: Any, norm_type: float,
-              scale_grad_by_freq: bool, sparse: bool, token_multiplier: float,
-              num_tokens: Any) -> Tensor:
+def embedding(input: Tensor, weight: Tensor, options: Options) -> Tensor:
     """``unit_scaling::embedding`` for use under torch.func transforms (same arguments, same
-    results, same errors)."""
-    check_options(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
-                  token_multiplier, num_tokens)
-    if max_norm is not None:
+    results, same errors): its checks (``_check_embedding``, before anything is written), the
+    renorm, the lookup."""
+    options.call(ops._check_embedding, input, weight)
+    if options.max_norm is not None:
         # As torch.nn.functional.embedding does: in place on the caller's rows, not recorded.
         with torch.no_grad():
-            ops.embedding_renorm_(weight.detach(), input, max_norm, norm_type)
-    return _Lookup.apply(weight, input, padding_idx, token_multiplier, num_tokens)
+            ops.embedding_renorm_(weight.detach(), input, options.max_norm, options.norm_type)
+    return _Lookup.apply(weight, input, options)
 
 
 # --- vmap rules of the device operators -----------------------------------------------------
@@ -197,28 +149,27 @@ def _batch_first(tensor: Tensor, dim: Optional[int], size: int) -> Tensor:
 
 
 def _lookup_vmap(info: Any, in_dims: Sequence[Optional[int]], input: Tensor, weight: Tensor,
-                 padding_idx: Any = None, *, token_multiplier: float = 1.0,
-                 num_tokens: Any = None) -> Tuple[Tensor, int]:
+                 *args: Any, **kwargs: Any) -> Tuple[Tensor, int]:
+    options = Options(*args, **kwargs)
     input_dim, weight_dim = in_dims[0], in_dims[1]
-    call = dict(token_multiplier=token_multiplier, num_tokens=num_tokens)
     if weight_dim is None:
         # One table: a lookup of all the slices' indices at once is each slice's lookup.
-        return ops.embedding_lookup(input.movedim(input_dim, 0), weight, padding_idx, **call), 0
+        return options.call(ops.embedding_lookup, input.movedim(input_dim, 0), weight), 0
     tables = weight.movedim(weight_dim, 0)
     indices = _batch_first(input, input_dim, info.batch_size)
-    out = [ops.embedding_lookup(indices[b], tables[b], padding_idx, **call)
+    out = [options.call(ops.embedding_lookup, indices[b], tables[b])
            for b in range(info.batch_size)]
     return torch.stack(out), 0
 
 
 def _backward_vmap(info: Any, in_dims: Sequence[Optional[int]], grad_output: Tensor,
-                   input: Tensor, num_weights: Any, padding_idx: Any = None, *,
-                   token_multiplier: float = 1.0, num_tokens: Any = None) -> Tuple[Tensor, int]:
+                   input: Tensor, num_weights: Any, *args: Any,
+                   **kwargs: Any) -> Tuple[Tensor, int]:
+    options = Options(*args, **kwargs)
     grads = _batch_first(grad_output, in_dims[0], info.batch_size)
     indices = _batch_first(input, in_dims[1], info.batch_size)
     # One call per slice: each has its own N, so its own unit scale sqrt(V / N_slice).
-    out = [ops.embedding_backward(grads[b], indices[b], num_weights, padding_idx,
-                                  token_multiplier=token_multiplier, num_tokens=num_tokens)
+    out = [options.call(ops.embedding_backward, grads[b], indices[b], num_weights)
            for b in range(info.batch_size)]
     return torch.stack(out), 0
 

@@ -13,21 +13,14 @@ from typing import Iterator
 
 import torch
 
-from . import _library  # noqa: F401  (registers torch.ops.unit_scaling)
+from . import _arguments
 
 __all__ = ["get_index_check_policy", "set_index_check_policy", "index_check_policy"]
 
-POLICIES = ("device_assert", "raise")
-
-
 def _checked(policy: object) -> str:
-    if not isinstance(policy, str):
-        raise TypeError(
-            f"index check policy must be a str ('device_assert' or 'raise'), got "
-            f"{type(policy).__name__}")
-    if policy not in POLICIES:
-        raise ValueError(f"index check policy must be 'device_assert' or 'raise', got {policy!r}")
-    return policy
+    """A str (the library names the valid ones: ValueError for any other)."""
+    _arguments.string("policy", policy, _arguments.prefix("index_check_policy"))
+    return policy  # type: ignore[return-value]
 
 
 def get_index_check_policy() -> str:

@@ -8,7 +8,7 @@ An exported ONNX graph is an inference graph: it keeps the op's forward, the loo
 tracing the model, :func:`unit_scaling_cpp.functional.embedding` emits
 ``torch.nn.functional.embedding`` with the same ``padding_idx`` / ``max_norm`` / ``norm_type``
 (``aten.embedding``, which the exporter translates to ``Gather``), after the operator's own
-checks of the settings. The index range cannot be checked in a graph that has no data; ONNX
+checks of the settings (``_check_embedding``). The index range cannot be checked in a graph that has no data; ONNX
 runtimes check ``Gather``'s indices themselves.
 
 Detected with ``torch.onnx.is_in_onnx_export()``, asked only once ``torch.onnx`` is loaded
@@ -18,12 +18,11 @@ off: the ONNX exporter captures models with non-strict ``torch.export`` first, a
 capture keeps the ``unit_scaling`` operators, as torch.compile and ``torch.export`` do.
 """
 import sys
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from . import _func
+from ._options import Options
 
 __all__ = ["embedding", "exporting"]
 
@@ -36,10 +35,9 @@ def exporting() -> bool:
     return onnx is not None and onnx.is_in_onnx_export()
 
 
-def embedding(input: Tensor, weight: Tensor, padding_idx: Any, max_norm: Any, norm_type: float,
-              scale_grad_by_freq: bool, sparse: bool, token_multiplier: float,
-              num_tokens: Any) -> Tensor:
-    """The forward of ``unit_scaling::embedding`` in standard ATen, for an ONNX graph."""
-    _func.check_options(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq,
-                        sparse, token_multiplier, num_tokens)
-    return torch.nn.functional.embedding(input, weight, padding_idx, max_norm, norm_type)
+def embedding(input: Tensor, weight: Tensor, options: Options) -> Tensor:
+    """The forward of ``unit_scaling::embedding`` in standard ATen, for an ONNX graph, after the
+    operator's own checks (``_check_embedding``: metadata only, nothing lands in the graph)."""
+    options.call(torch.ops.unit_scaling._check_embedding, input, weight)
+    return torch.nn.functional.embedding(input, weight, options.padding_idx, options.max_norm,
+                                         options.norm_type)

@@ -4,9 +4,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _func, _onnx
-from . import _library  # noqa: F401
-from ._arguments import check_call, check_scale
+from . import _arguments, _func, _onnx
+from ._arguments import check_scale
+from ._options import Options
 
 __all__ = ["embedding", "scale_fwd", "scale_bwd"]
 
@@ -43,25 +43,16 @@ def embedding(
     "torch.func and ONNX"). Under ``torch.onnx.export`` the lookup is exported as a standard
     ``Gather`` (the gradient scale has no place in an inference graph, ``_onnx.py``).
     """
-    check_call(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
-               token_multiplier, num_tokens)
+    options = Options(padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+                      token_multiplier, num_tokens)
+    _arguments.tensor("input", input)
+    _arguments.tensor("weight", weight)
+    options.check_types()
     if _func.transforms_active():
-        return _func.embedding(input, weight, padding_idx, max_norm, norm_type,
-                               scale_grad_by_freq, sparse, token_multiplier, num_tokens)
+        return _func.embedding(input, weight, options)
     if _onnx.exporting():
-        return _onnx.embedding(input, weight, padding_idx, max_norm, norm_type,
-                               scale_grad_by_freq, sparse, token_multiplier, num_tokens)
-    return torch.ops.unit_scaling.embedding(
-        input,
-        weight,
-        padding_idx,
-        max_norm,
-        norm_type,
-        scale_grad_by_freq,
-        sparse,
-        token_multiplier=token_multiplier,
-        num_tokens=num_tokens,
-    )
+        return _onnx.embedding(input, weight, options)
+    return options.call(torch.ops.unit_scaling.embedding, input, weight)
 
 
 _func.register()

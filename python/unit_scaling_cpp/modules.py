@@ -1,11 +1,12 @@
 """Module form, matching ``unit_scaling.Embedding``."""
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
+from . import _arguments
 from . import functional as F
-from ._arguments import check_module
+from ._options import Options
 from ._parameter import KeepsMupTags
 
 __all__ = ["Embedding"]
@@ -47,8 +48,9 @@ class Embedding(KeepsMupTags, nn.Embedding):
         token_multiplier: float = 1.0,
         num_tokens: Optional[int] = None,
     ) -> None:
-        check_module(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
-                     scale_grad_by_freq, sparse, token_multiplier, num_tokens)
+        _check_settings(num_embeddings, embedding_dim, _weight,
+                        Options(padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+                                token_multiplier, num_tokens))
         super().__init__(
             num_embeddings,
             embedding_dim,
@@ -85,12 +87,9 @@ class Embedding(KeepsMupTags, nn.Embedding):
         """A module around ``embeddings`` (2-D, used as is: the padding row is not zeroed),
         frozen unless ``freeze=False``; the other arguments as in ``torch.nn.Embedding`` /
         the constructor."""
-        if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
-            raise ValueError("unit_scaling Embedding: from_pretrained's embeddings must be a 2-D "
-                             f"Tensor, got {getattr(embeddings, 'shape', type(embeddings).__name__)}")
-        if not isinstance(freeze, bool):
-            raise TypeError("unit_scaling Embedding: from_pretrained's freeze must be a bool, "
-                            f"got {type(freeze).__name__} {freeze!r}")
+        _arguments.tensor("from_pretrained's embeddings", embeddings)
+        _arguments.boolean("from_pretrained's freeze", freeze)
+        torch.ops.unit_scaling._check_pretrained(embeddings)
         num_embeddings, embedding_dim = embeddings.shape
         return cls(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
                    scale_grad_by_freq, sparse, _weight=embeddings, _freeze=freeze,
@@ -116,3 +115,16 @@ class Embedding(KeepsMupTags, nn.Embedding):
         if self.num_tokens is not None:
             text += f", num_tokens={self.num_tokens}"
         return text
+
+
+def _check_settings(num_embeddings: Any, embedding_dim: Any, weight: Any,
+                    options: Options) -> None:
+    """A module's settings: their Python types, then the C++ modules' own checks (sizes >= 0,
+    the options against a table of num_embeddings rows, ``_weight``'s shape)."""
+    _arguments.integer("num_embeddings", num_embeddings)
+    _arguments.integer("embedding_dim", embedding_dim)
+    if weight is not None:
+        _arguments.tensor("_weight", weight)
+    options.check_types()
+    options.call(torch.ops.unit_scaling._check_module_options, num_embeddings, embedding_dim,
+                 weight)

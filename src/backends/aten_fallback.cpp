@@ -3,19 +3,19 @@
 // backend file registers under its dispatch key, which takes precedence). The entry points
 // check the indices first with one reduction on the device (one read back); the gradient is
 // accumulated in float32 (float64) by embedding_dense_backward, scaled once and rounded once.
-// The tests reach it on CPU tensors too (tests/cpp/backends.h, tests/python/conftest.py).
+// The tests reach it on CPU tensors too (tests/cpp/backends.h, tests/python/backend_axis.py).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include "backends/entry_points.h"
+#include "dtypes.h"
 #include "lookup_shape.h"
 
 namespace unit_scaling::detail {
 namespace {
 
 struct AtenFallback {
-  static constexpr IndexChecks kChecksIndices{/*gather=*/false, /*scaled_backward=*/false,
-                                              /*renorm_rows=*/false};
+  static constexpr bool kChecksIndices = false;
 
   // One reduction on the tensor's device and one read back: the smallest bad position, or
   // numel when there is none.
@@ -38,7 +38,7 @@ struct AtenFallback {
                                     int64_t num_weights, int64_t padding_row, double scale) {
     const int64_t count = indices.numel();
     const int64_t dim = grad_output.size(-1);
-    const auto acc_type = grad_output.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    const auto acc_type = accumulation_type(grad_output.scalar_type());
     at::Tensor sum = at::embedding_dense_backward(grad_output.reshape({count, dim}).to(acc_type),
                                                   indices.reshape({-1}), num_weights, padding_row,
                                                   /*scale_grad_by_freq=*/false);

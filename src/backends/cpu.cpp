@@ -16,10 +16,9 @@ namespace unit_scaling::detail {
 namespace {
 
 struct CpuBackend {
-  // The backward validates the indices itself (before it allocates anything sized by V); the
-  // gather and the renorm leave the check to the entry point (first_bad_index).
-  static constexpr IndexChecks kChecksIndices{/*gather=*/false, /*scaled_backward=*/true,
-                                              /*renorm_rows=*/false};
+  // The entry points check the indices (first_bad_index), before anything sized by V is
+  // allocated; the kernels trust them.
+  static constexpr bool kChecksIndices = false;
 
   // Branch-free blocks over the indices (kernels/index_checks.cpp): vectorised.
   static int64_t first_bad_index(const at::Tensor& indices, int64_t num_rows) {
@@ -32,12 +31,10 @@ struct CpuBackend {
     return out;
   }
 
-  // Validates the indices, then allocates the gradient, then (in the kernel) the counting
-  // sort's V + 1 counters (none for a zero-width gradient): nothing sized by num_weights is
-  // allocated before the indices are known to be valid.
+  // Allocates the gradient, then (in the kernel) the counting sort's V + 1 counters (none for a
+  // zero-width gradient), after the entry point has checked the indices.
   static at::Tensor scaled_backward(const at::Tensor& grad_output, const at::Tensor& indices,
                                     int64_t num_weights, int64_t padding_row, double scale) {
-    throw_if_bad_index(indices, first_bad_index(indices, num_weights), num_weights);
     const int64_t dim = grad_output.size(-1);
     at::Tensor grad_weight = empty_output({num_weights, dim}, grad_output.options());
     if (dim == 0) return grad_weight;

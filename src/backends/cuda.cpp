@@ -69,8 +69,7 @@ class Report {
 };
 
 struct CudaBackend {
-  static constexpr IndexChecks kChecksIndices{/*gather=*/true, /*scaled_backward=*/true,
-                                              /*renorm_rows=*/true};
+  static constexpr bool kChecksIndices = true;
 
   static at::Tensor gather(const at::Tensor& weight, const at::Tensor& indices) {
     const c10::cuda::CUDAGuard device(weight.device());

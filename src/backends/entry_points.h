@@ -11,13 +11,17 @@
 //                           double max_norm, double norm_type);
 //       the in-place max_norm renorm of the referenced rows
 //   static int64_t first_bad_index(const at::Tensor& indices, int64_t num_rows);
-//       the first position whose index lies outside [0, num_rows), or -1; needed only when a
-//       device function above leaves the index check to its entry point
-//   static constexpr IndexChecks kChecksIndices;
-//       which device functions validate the index values themselves (before they write
-//       anything the caller can see); the entry point checks for all the others
-// `indices` is always the contiguous input. register_backend<Backend>(m) registers the four
-// operators under the library's dispatch key.
+//       the first position whose index lies outside [0, num_rows), or -1; needed only when the
+//       device functions leave the index check to their entry points
+//   static constexpr bool kChecksIndices;
+//       true: every device function above validates the index values itself, before it writes
+//       anything the caller can see, as the index-check policy says (CUDA:
+//       index_check_policy.h); false: each entry point checks them once, with first_bad_index,
+//       before calling the device function, which may then trust them
+// `indices` is always the contiguous input. The options block (call_options.h) stops here: the
+// entry points check it and resolve it into what the device functions take (the wrapped padding
+// row, the unit scale). register_backend<Backend>(m) registers the four operators under the
+// library's dispatch key.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -26,47 +30,38 @@
 
 #include <cmath>
 
+#include "call_options.h"
 #include "embedding_checks.h"
 #include "unit_scale.h"
 
 namespace unit_scaling::detail {
 
-struct IndexChecks {
-  bool gather;
-  bool scaled_backward;
-  bool renorm_rows;
-};
-
 // The entry point's index check, for device functions that leave it to the entry point.
 template <typename Backend>
 void check_indices(const at::Tensor& indices, int64_t num_rows) {
-  throw_if_bad_index(indices, Backend::first_bad_index(indices, num_rows), num_rows);
+  if constexpr (!Backend::kChecksIndices) {
+    throw_if_bad_index(indices, Backend::first_bad_index(indices, num_rows), num_rows);
+  }
 }
 
 template <typename Backend>
 struct EntryPoints {
-  static constexpr IndexChecks kChecks = Backend::kChecksIndices;
-
-  // embedding_lookup(input, weight, padding_idx?, *, token_multiplier, num_tokens).
+  // embedding_lookup(input, weight, <options>).
   static at::Tensor lookup(const at::Tensor& input, const at::Tensor& weight,
-                           std::optional<int64_t> padding_idx, double token_multiplier,
-                           std::optional<int64_t> num_tokens) {
-    check_lookup_arguments(input, weight, padding_idx, token_multiplier, num_tokens);
+                           const CallOptions& options) {
+    check_lookup_arguments(input, weight, options);
     const at::Tensor indices = input.contiguous();
-    if constexpr (!kChecks.gather) check_indices<Backend>(indices, weight.size(0));
+    check_indices<Backend>(indices, weight.size(0));
     return Backend::gather(weight, indices);
   }
 
-  // embedding_backward(grad_output, input, num_weights, padding_idx?, *, token_multiplier,
-  // num_tokens): the unit-scaled gradient.
+  // embedding_backward(grad_output, input, num_weights, <options>): the unit-scaled gradient.
   static at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& input,
-                             int64_t num_weights, std::optional<int64_t> padding_idx,
-                             double token_multiplier, std::optional<int64_t> num_tokens) {
-    check_backward_arguments(grad_output, input, num_weights, padding_idx, token_multiplier,
-                             num_tokens);
-    const int64_t padding = padding_row(padding_idx, num_weights);
-    return scaled_gradient(grad_output, input, num_weights, padding,
-                           unit_scale(num_weights, input.numel(), token_multiplier, num_tokens));
+                             c10::SymInt num_weights, const CallOptions& options) {
+    check_backward_arguments(grad_output, input, num_weights, options);
+    const int64_t rows = num_weights.expect_int();
+    return scaled_gradient(grad_output, input, rows, padding_row_or_none(options.padding_idx, rows),
+                           unit_scale(rows, input.numel(), options));
   }
 
   // _scaled_embedding_backward(grad_output, input, num_weights, padding_row, scale).
@@ -81,12 +76,10 @@ struct EntryPoints {
                      double norm_type) {
     check_renorm_arguments(weight, input, max_norm, norm_type);
     const at::Tensor indices = input.contiguous();
-    if constexpr (!kChecks.renorm_rows) {
-      check_indices<Backend>(indices, weight.size(0));
-      if (std::isinf(max_norm)) return;  // nothing can exceed +inf
-    }
-    // (A backend that checks indices itself is called for max_norm = +inf too: it validates
-    // them and changes nothing.)
+    check_indices<Backend>(indices, weight.size(0));
+    // A backend that checks indices itself is called for max_norm = +inf too: it validates them
+    // and changes nothing.
+    if (!Backend::kChecksIndices && std::isinf(max_norm)) return;  // nothing exceeds +inf
     if (indices.numel() == 0) return;
     Backend::renorm_rows(weight, indices, max_norm, norm_type);
     if (!weight.is_inference() && !std::isinf(max_norm)) {
@@ -98,7 +91,7 @@ struct EntryPoints {
   static at::Tensor scaled_gradient(const at::Tensor& grad_output, const at::Tensor& input,
                                     int64_t num_weights, int64_t padding_row, double scale) {
     const at::Tensor indices = input.contiguous();
-    if constexpr (!kChecks.scaled_backward) check_indices<Backend>(indices, num_weights);
+    check_indices<Backend>(indices, num_weights);
     return Backend::scaled_backward(grad_output, indices, num_weights, padding_row, scale);
   }
 };
@@ -109,8 +102,8 @@ struct EntryPoints {
 template <typename Backend>
 void register_backend(torch::Library& m) {
   using Entry = EntryPoints<Backend>;
-  m.impl("embedding_lookup", &Entry::lookup);
-  m.impl("embedding_backward", &Entry::backward);
+  m.impl("embedding_lookup", kernel_with_options<&Entry::lookup>());
+  m.impl("embedding_backward", kernel_with_options<&Entry::backward>());
   m.impl("_scaled_embedding_backward", &Entry::scaled_backward);
   m.impl("embedding_renorm_", &Entry::renorm);
 }

@@ -5,24 +5,14 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "dtypes.h"
 #include "kernels/kernel_params.h"
 #include "kernels/kernel_types.h"
 
 namespace unit_scaling::detail {
 
-// Kernel dtype of a weight already checked to be one of the four supported float types.
-inline kernels::DType kernel_dtype(at::ScalarType type) {
-  switch (type) {
-    case at::kDouble:
-      return kernels::DType::kFloat64;
-    case at::kHalf:
-      return kernels::DType::kFloat16;
-    case at::kBFloat16:
-      return kernels::DType::kBFloat16;
-    default:
-      return kernels::DType::kFloat32;
-  }
-}
+// Kernel dtype of a tensor already checked to hold a supported dtype.
+inline kernels::DType checked_kernel_dtype(at::ScalarType type) { return *kernel_dtype(type); }
 
 // The index values of a contiguous input already checked to be int32 or int64.
 inline kernels::IndexArray index_array(const at::Tensor& contiguous_indices) {
@@ -50,7 +40,7 @@ inline kernels::GatherParams gather_params(const at::Tensor& weight, const at::T
 inline kernels::BackwardParams backward_params(const at::Tensor& grad, const at::Tensor& indices,
                                                int64_t padding_row, double scale,
                                                const at::Tensor& grad_weight) {
-  return {kernel_dtype(grad.scalar_type()),
+  return {checked_kernel_dtype(grad.scalar_type()),
           index_array(indices),
           grad_weight.size(0),
           padding_row,
@@ -63,7 +53,7 @@ inline kernels::BackwardParams backward_params(const at::Tensor& grad, const at:
 // The max_norm renorm of the rows of `weight` that `indices` (contiguous) reference, in place.
 inline kernels::RenormParams renorm_params(const at::Tensor& weight, const at::Tensor& indices,
                                            double max_norm, double norm_type) {
-  return {kernel_dtype(weight.scalar_type()), mutable_matrix(weight), index_array(indices),
+  return {checked_kernel_dtype(weight.scalar_type()), mutable_matrix(weight), index_array(indices),
           max_norm, norm_type};
 }
 

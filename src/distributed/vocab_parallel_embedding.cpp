@@ -9,9 +9,9 @@
 #include <exception>
 #include <torch/csrc/distributed/c10d/Types.hpp>
 
-#include "embedding_checks.h"
+#include "call_options.h"
 #include "embedding_table.h"
-#include "operators.h"
+#include "kernels/messages.h"
 #include "vocab_shard.h"
 
 namespace unit_scaling::distributed {
@@ -19,6 +19,12 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
+using unit_scaling::detail::call_options;
+using unit_scaling::detail::call_with_options;
+using unit_scaling::detail::call_with_options_and;
+using unit_scaling::detail::CallOptions;
+using unit_scaling::detail::options_from_ivalue;
+using unit_scaling::detail::options_to_ivalue;
 
 // Forward: this rank's part of the lookup (the shared core, vocab_shard.h), summed over the
 // group. Backward: this rank's rows of the unit-scaled gradient (the core, global V and N).
@@ -27,23 +33,20 @@ class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight, const at::Tensor& input,
                             const VocabParallelEmbeddingOptions& options) {
     const auto& group = options.process_group;
-    const auto& scale = options.grad_scale;
-    std::optional<c10::SymInt> padding, tokens;
-    if (options.embedding.padding_idx()) padding = c10::SymInt(*options.embedding.padding_idx());
-    if (scale.num_tokens()) tokens = c10::SymInt(*scale.num_tokens());
+    const CallOptions call = call_options(options.embedding, options.grad_scale);
     ctx->save_for_backward({input});
     ctx->saved_data["num_rows"] = options.embedding.num_embeddings();
     ctx->saved_data["shard"] = static_cast<int64_t>(group->getRank());
     ctx->saved_data["num_shards"] = static_cast<int64_t>(group->getSize());
-    ctx->saved_data["padding_idx"] = padding ? c10::IValue(*padding) : c10::IValue();
-    ctx->saved_data["token_multiplier"] = scale.token_multiplier();
-    ctx->saved_data["num_tokens"] = tokens ? c10::IValue(*tokens) : c10::IValue();
+    ctx->saved_data["options"] = options_to_ivalue(call);
     at::Tensor out;
     {
       at::AutoDispatchBelowADInplaceOrView guard;
-      out = detail::shard_lookup_op().call(input, weight, options.embedding.num_embeddings(),
-                                           group->getRank(), group->getSize(), padding,
-                                           scale.token_multiplier(), tokens);
+      out = call_with_options(detail::shard_lookup_op(), call, input, weight,
+                              c10::SymInt(options.embedding.num_embeddings()),
+                              static_cast<int64_t>(group->getRank()),
+                              static_cast<int64_t>(group->getSize()))
+                .toTensor();
     }
     std::vector<at::Tensor> tensors{out};
     group->allreduce(tensors)->wait();
@@ -53,20 +56,17 @@ class VocabParallelLookup : public torch::autograd::Function<VocabParallelLookup
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     // The backward runs the kernel directly (not a differentiable operator), so a graph of it
     // would be silently wrong: refuse create_graph=true (the engine enables grad mode for it).
-    TORCH_CHECK_NOT_IMPLEMENTED(
-        !at::GradMode::is_enabled(),
-        "unit_scaling VocabParallelEmbedding: double backward (create_graph=true) is not "
-        "supported; the single-device unit_scaling::nn::Embedding supports it");
-    const auto optional = [&](const char* key) -> std::optional<c10::SymInt> {
-      const c10::IValue& value = ctx->saved_data[key];
-      if (value.isNone()) return std::nullopt;
-      return value.toSymInt();
-    };
-    const at::Tensor grad_weight = detail::shard_backward_op().call(
-        grads[0], ctx->get_saved_variables()[0], ctx->saved_data["num_rows"].toInt(),
-        ctx->saved_data["shard"].toInt(), ctx->saved_data["num_shards"].toInt(),
-        optional("padding_idx"), ctx->saved_data["token_multiplier"].toDouble(),
-        optional("num_tokens"), std::nullopt, std::nullopt);
+    TORCH_CHECK_NOT_IMPLEMENTED(!at::GradMode::is_enabled(), kernels::message_prefix(),
+                                "VocabParallelEmbedding: double backward (create_graph=true) is "
+                                "not supported; the single-device unit_scaling::nn::Embedding "
+                                "supports it");
+    const at::Tensor grad_weight =
+        call_with_options_and(
+            detail::shard_backward_op(), options_from_ivalue(ctx->saved_data["options"]),
+            {/*num_lookups=*/c10::IValue(), /*scale=*/c10::IValue()}, grads[0],
+            ctx->get_saved_variables()[0], ctx->saved_data["num_rows"].toSymInt(),
+            ctx->saved_data["shard"].toInt(), ctx->saved_data["num_shards"].toInt())
+            .toTensor();
     return {grad_weight, at::Tensor(), at::Tensor()};
   }
 };
@@ -89,12 +89,11 @@ ShardRange VocabParallelEmbeddingImpl::shard() const {
 }
 
 void VocabParallelEmbeddingImpl::reset() {
-  TORCH_CHECK_VALUE(options.process_group,
-                    "unit_scaling VocabParallelEmbedding: process_group is null");
+  TORCH_CHECK_VALUE(options.process_group, kernels::message_prefix(),
+                    "VocabParallelEmbedding's process_group is null");
   const ShardRange range = shard();
   const int64_t padding_row = unit_scaling::detail::check_module_options(
-      "VocabParallelEmbedding", options.embedding, options.grad_scale,
-      {range.size(), options.embedding.embedding_dim()});
+      options.embedding, options.grad_scale, {range.size(), options.embedding.embedding_dim()});
   weight = unit_scaling::detail::register_table(*this, weight, options.embedding, range.size(),
                                                 padding_row >= 0 ? padding_row - range.begin : -1);
 }
@@ -131,12 +130,13 @@ void VocabParallelEmbeddingImpl::check_inputs_agree(const at::Tensor& valid_indi
   options.process_group->allreduce(tensors, reduce)->wait();
   const auto v = summary.accessor<int64_t, 1>();
   if (!valid_indices.defined()) return;  // the caller rethrows its own error
-  TORCH_CHECK_VALUE(v[0] == 0, "unit_scaling VocabParallelEmbedding: the input of another rank ",
-                    "of the group failed validation (that rank raised the error); every rank ",
-                    "must be given the same, valid input");
-  TORCH_CHECK_VALUE(v[1] == -v[3] && v[2] == -v[4],
-                    "unit_scaling VocabParallelEmbedding: ranks were given different inputs; ",
-                    "every rank of the group must be given the same input (rank ",
+  TORCH_CHECK_VALUE(v[0] == 0, kernels::message_prefix(),
+                    "VocabParallelEmbedding: the input of another rank of the group failed "
+                    "validation (that rank raised the error); every rank must be given the "
+                    "same, valid input");
+  TORCH_CHECK_VALUE(v[1] == -v[3] && v[2] == -v[4], kernels::message_prefix(),
+                    "VocabParallelEmbedding: ranks were given different inputs; every rank of "
+                    "the group must be given the same input (rank ",
                     options.process_group->getRank(), " has ", count, " indices)");
 }
 
@@ -149,12 +149,9 @@ at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
   at::Tensor indices;
   std::exception_ptr local_error;
   try {
-    unit_scaling::detail::check_settings(unit_scaling::detail::func_options_of(options.embedding),
-                                         options.embedding.num_embeddings());
     detail::check_shard_lookup(input, weight, options.embedding.num_embeddings(), group->getRank(),
-                               group->getSize(), options.embedding.padding_idx(),
-                               options.grad_scale.token_multiplier(),
-                               options.grad_scale.num_tokens());
+                               group->getSize(),
+                               call_options(options.embedding, options.grad_scale));
     indices = input.contiguous().to(at::kLong);
   } catch (const c10::Error&) {
     local_error = std::current_exception();
@@ -162,13 +159,10 @@ at::Tensor VocabParallelEmbeddingImpl::forward(const at::Tensor& input) {
   check_inputs_agree(local_error ? at::Tensor() : indices, input.sizes());
   if (local_error) std::rethrow_exception(local_error);
 
-  if (options.embedding.max_norm()) {
-    // The referenced rows this rank owns, renormed in place.
-    const at::Tensor local = detail::shard_indices_op().call(
-        indices, options.embedding.num_embeddings(), group->getRank(), group->getSize());
-    unit_scaling::detail::renorm_op().call(weight, local.masked_select(local.ge(0)),
-                                           *options.embedding.max_norm(),
-                                           options.embedding.norm_type());
+  if (options.embedding.max_norm()) {  // the referenced rows this rank owns, in place
+    detail::shard_renorm_op().call(weight, indices, options.embedding.num_embeddings(),
+                                   group->getRank(), group->getSize(),
+                                   *options.embedding.max_norm(), options.embedding.norm_type());
   }
   return VocabParallelLookup::apply(weight, indices, options);
 }
@@ -195,9 +189,7 @@ at::Tensor VocabParallelEmbeddingImpl::gather_full_weight() {
 VocabParallelEmbedding VocabParallelEmbedding::from_full(
     const at::Tensor& full_weight, c10::intrusive_ptr<c10d::ProcessGroup> group,
     torch::nn::EmbeddingOptions options, GradScaleOptions grad_scale) {
-  TORCH_CHECK_VALUE(full_weight.defined() && full_weight.dim() == 2,
-                    "unit_scaling VocabParallelEmbedding: from_full's weight must be 2-D, got ",
-                    full_weight.defined() ? full_weight.sizes() : at::IntArrayRef{});
+  unit_scaling::detail::check_pretrained(full_weight, "from_full's full_weight");
   const ShardRange range = shard_range(full_weight.size(0), group->getRank(), group->getSize());
   options.num_embeddings(full_weight.size(0)).embedding_dim(full_weight.size(1));
   options._weight(full_weight.detach().narrow(0, range.begin, range.size()).clone());

@@ -2,7 +2,11 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <cmath>
+
+#include "call_options.h"
 #include "embedding_checks.h"
+#include "kernels/messages.h"
 #include "lookup_shape.h"
 #include "unit_scale.h"
 #include "vocab_shard.h"
@@ -13,9 +17,8 @@ using namespace unit_scaling::detail;  // NOLINT(google-build-using-namespace): 
 
 std::pair<c10::SymInt, c10::SymInt> chunk_bounds(const c10::SymInt& num_rows, int64_t shard,
                                                  int64_t num_shards) {
-  TORCH_CHECK_VALUE(num_shards > 0 && shard >= 0 && shard < num_shards,
-                    "unit_scaling VocabParallelEmbedding: shard ", shard,
-                    " is outside a group of size ", num_shards);
+  TORCH_CHECK_VALUE(num_shards > 0 && shard >= 0 && shard < num_shards, kernels::message_prefix(),
+                    "shard ", shard, " is outside a group of ", num_shards, " shards");
   const c10::SymInt piece = (num_rows + (num_shards - 1)) / num_shards;
   const c10::SymInt begin = num_rows.min(piece * shard);
   return {begin, num_rows.min(begin + piece)};
@@ -29,18 +32,18 @@ void check_shard(const c10::SymInt& num_rows, int64_t shard, int64_t num_shards,
                  const c10::SymInt* rows, const char* what) {
   const auto [begin, end] = chunk_bounds(num_rows, shard, num_shards);
   const auto v = num_rows.maybe_as_int();
-  TORCH_CHECK_VALUE(!v || *v >= 0, "unit_scaling embedding: num_rows must be >= 0, got ", *v);
+  TORCH_CHECK_VALUE(!v || *v >= 0, kernels::message_prefix(), "num_rows must be >= 0, got ", *v);
   if (rows == nullptr) return;
   const auto expected = (end - begin).maybe_as_int();
   const auto found = rows->maybe_as_int();
-  TORCH_CHECK_VALUE(!expected || !found || *expected == *found, "unit_scaling embedding: ", what,
+  TORCH_CHECK_VALUE(!expected || !found || *expected == *found, kernels::message_prefix(), what,
                     " has ", *found, " rows, but shard ", shard, " of ", num_shards, " of a ", *v,
                     "-row table has ", *expected, " (torch.chunk's split, as DTensor's Shard(0))");
 }
 
 void check_index_tensor_and_shard(const at::Tensor& input, const c10::SymInt& num_rows,
                                   int64_t shard, int64_t num_shards) {
-  TORCH_CHECK_TYPE(input.defined(), "unit_scaling embedding: input is an undefined tensor");
+  TORCH_CHECK_TYPE(input.defined(), kernels::message_prefix(), "input is an undefined tensor");
   check_input_and_weight(input, at::empty({0, 0}, input.options().dtype(at::kFloat)));
   check_shard(num_rows, shard, num_shards, nullptr, "");
 }
@@ -49,8 +52,7 @@ void check_index_tensor_and_shard(const at::Tensor& input, const c10::SymInt& nu
 // CUDA index-check policy's device assertion), by a lookup into a zero-width table of num_rows
 // rows, which reads nothing.
 void check_index_values(const at::Tensor& input, const c10::SymInt& num_rows) {
-  lookup_op().call(input, at::empty_symint({num_rows, 0}, input.options().dtype(at::kFloat)),
-                   std::nullopt, 1.0, std::nullopt);
+  call_lookup(input, at::empty_symint({num_rows, 0}, input.options().dtype(at::kFloat)));
 }
 
 // The local row of each position (int64), -1 where the shard does not own it. Indices valid.
@@ -65,36 +67,43 @@ at::Tensor local_rows(const at::Tensor& input, const c10::SymInt& num_rows, int6
 
 void check_lookup_metadata(const at::Tensor& input, const at::Tensor& weight,
                            const c10::SymInt& num_rows, int64_t shard, int64_t num_shards,
-                           const OptionalSymInt& padding_idx, double token_multiplier,
-                           const OptionalSymInt& num_tokens) {
+                           const CallOptions& options) {
   check_input_and_weight(input, weight);
   const c10::SymInt rows = weight.sym_size(0);
   check_shard(num_rows, shard, num_shards, &rows, "weight");
-  check_token_count(token_multiplier, num_tokens);
-  check_padding_idx(padding_idx, num_rows);
-  check_unit_scale(num_rows, input.sym_numel(), token_multiplier, num_tokens, weight.scalar_type());
+  check_call_options(options, num_rows, input.sym_numel(), weight.scalar_type());
 }
 
 void check_backward_metadata(const at::Tensor& grad_output, const at::Tensor& input,
                              const c10::SymInt& num_rows, int64_t shard, int64_t num_shards,
-                             const OptionalSymInt& padding_idx, double token_multiplier,
-                             const OptionalSymInt& num_tokens, const OptionalSymInt& num_lookups,
-                             std::optional<double> scale) {
+                             const std::optional<c10::SymInt>& num_lookups,
+                             std::optional<double> scale, const CallOptions& options) {
   check_backward_tensors(grad_output, input, num_rows);
   check_shard(num_rows, shard, num_shards, nullptr, "");
-  check_token_count(token_multiplier, num_tokens);
-  check_padding_idx(padding_idx, num_rows);
   if (num_lookups) {
     const auto n = num_lookups->maybe_as_int();
-    TORCH_CHECK_VALUE(!n || *n >= 0, "unit_scaling embedding: num_lookups must be >= 0, got ", *n);
+    TORCH_CHECK_VALUE(!n || *n >= 0, kernels::message_prefix(), "num_lookups must be >= 0, got ",
+                      *n);
   }
+  // With an explicit scale, the token count's own scale is not the one used: not checked.
   if (scale) {
-    TORCH_CHECK_VALUE(std::isfinite(*scale), "unit_scaling embedding: scale must be finite, got ",
-                      "scale=", *scale);
+    check_table_options(options, num_rows);
+    TORCH_CHECK_VALUE(std::isfinite(*scale), kernels::message_prefix(),
+                      "scale must be finite, got scale=", *scale);
   } else {
-    check_unit_scale(num_rows, num_lookups ? *num_lookups : input.sym_numel(), token_multiplier,
-                     num_tokens, grad_output.scalar_type());
+    check_call_options(options, num_rows, num_lookups ? *num_lookups : input.sym_numel(),
+                       grad_output.scalar_type());
   }
+}
+
+void check_renorm_metadata(const at::Tensor& weight, const at::Tensor& input,
+                           const c10::SymInt& num_rows, int64_t shard, int64_t num_shards,
+                           double max_norm, double norm_type) {
+  check_input_and_weight(input, weight);
+  const c10::SymInt rows = weight.sym_size(0);
+  check_shard(num_rows, shard, num_shards, &rows, "weight");
+  check_option_values(max_norm, norm_type, /*scale_grad_by_freq=*/false, /*sparse=*/false);
+  check_writable_without_overlap(weight);
 }
 
 // ---- the kernels (any backend: they call the unit_scaling / ATen operators) ------------------
@@ -107,10 +116,8 @@ at::Tensor shard_indices(const at::Tensor& input, c10::SymInt num_rows, int64_t 
 }
 
 at::Tensor shard_lookup(const at::Tensor& input, const at::Tensor& weight, c10::SymInt num_rows,
-                        int64_t shard, int64_t num_shards, OptionalSymInt padding_idx,
-                        double token_multiplier, OptionalSymInt num_tokens) {
-  check_lookup_metadata(input, weight, num_rows, shard, num_shards, padding_idx, token_multiplier,
-                        num_tokens);
+                        int64_t shard, int64_t num_shards, const CallOptions& options) {
+  check_lookup_metadata(input, weight, num_rows, shard, num_shards, options);
   check_index_values(input, num_rows);
   if (weight.size(0) == 0) {
     return at::zeros(lookup_shape(input.sizes(), weight.size(1)), weight.options());
@@ -118,24 +125,21 @@ at::Tensor shard_lookup(const at::Tensor& input, const at::Tensor& weight, c10::
   const at::Tensor local = local_rows(input, num_rows, shard, num_shards);
   const at::Tensor elsewhere = local.lt(0);
   // The positions this shard does not own read row 0, then are zeroed.
-  at::Tensor out = lookup_op().call(local.clamp_min(0), weight, std::nullopt, 1.0, std::nullopt);
+  at::Tensor out = call_lookup(local.clamp_min(0), weight);
   return out.masked_fill_(elsewhere.unsqueeze(-1), 0);
 }
 
 at::Tensor shard_backward(const at::Tensor& grad_output, const at::Tensor& input,
                           c10::SymInt num_rows, int64_t shard, int64_t num_shards,
-                          OptionalSymInt padding_idx, double token_multiplier,
-                          OptionalSymInt num_tokens, OptionalSymInt num_lookups,
+                          const CallOptions& options, std::optional<c10::SymInt> num_lookups,
                           std::optional<double> scale) {
-  check_backward_metadata(grad_output, input, num_rows, shard, num_shards, padding_idx,
-                          token_multiplier, num_tokens, num_lookups, scale);
+  check_backward_metadata(grad_output, input, num_rows, shard, num_shards, num_lookups, scale,
+                          options);
   const int64_t rows = num_rows.expect_int();
-  std::optional<int64_t> tokens;
-  if (num_tokens) tokens = num_tokens->expect_int();
-  const double s = scale ? *scale
-                         : unit_scale(rows, num_lookups ? num_lookups->expect_int() : input.numel(),
-                                      token_multiplier, tokens);
-  const int64_t padding = padding_idx ? padding_row(padding_idx->expect_int(), rows) : -1;
+  const double s =
+      scale ? *scale
+            : unit_scale(rows, num_lookups ? num_lookups->expect_int() : input.numel(), options);
+  const int64_t padding = padding_row_or_none(options.padding_idx, rows);
   if (num_shards == 1) {  // the whole table: the backend checks the indices itself
     return scaled_backward_op().call(grad_output, input, rows, padding, s);
   }
@@ -151,6 +155,25 @@ at::Tensor shard_backward(const at::Tensor& grad_output, const at::Tensor& input
   return scaled_backward_op().call(grad_output, local, size + 1, size, s).narrow(0, 0, size);
 }
 
+void shard_renorm(const at::Tensor& weight, const at::Tensor& input, c10::SymInt num_rows,
+                  int64_t shard, int64_t num_shards, double max_norm, double norm_type) {
+  check_renorm_metadata(weight, input, num_rows, shard, num_shards, max_norm, norm_type);
+  const at::Tensor local = shard_indices(input, num_rows, shard, num_shards);
+  // The referenced rows this shard owns, renormed in place by the device's own renorm (which
+  // leaves every row alone for max_norm = inf).
+  renorm_op().call(weight, local.masked_select(local.ge(0)), max_norm, norm_type);
+}
+
+// Below autograd and without recording: max_norm is not differentiated (as embedding_renorm_).
+void shard_renorm_autograd(const at::Tensor& weight, const at::Tensor& input, c10::SymInt num_rows,
+                           int64_t shard, int64_t num_shards, double max_norm, double norm_type) {
+  check_renorm_metadata(weight, input, num_rows, shard, num_shards, max_norm, norm_type);
+  at::AutoDispatchBelowADInplaceOrView guard;
+  at::NoGradGuard no_grad;
+  shard_renorm_op().call(weight, input, std::move(num_rows), shard, num_shards, max_norm,
+                         norm_type);
+}
+
 // ---- Meta kernels: shapes only, symbolic sizes stay symbolic ----------------------------------
 
 at::Tensor shard_indices_meta(const at::Tensor& input, c10::SymInt num_rows, int64_t shard,
@@ -161,61 +184,72 @@ at::Tensor shard_indices_meta(const at::Tensor& input, c10::SymInt num_rows, int
 
 at::Tensor shard_lookup_meta(const at::Tensor& input, const at::Tensor& weight,
                              c10::SymInt num_rows, int64_t shard, int64_t num_shards,
-                             OptionalSymInt padding_idx, double token_multiplier,
-                             OptionalSymInt num_tokens) {
-  check_lookup_metadata(input, weight, num_rows, shard, num_shards, padding_idx, token_multiplier,
-                        num_tokens);
+                             const CallOptions& options) {
+  check_lookup_metadata(input, weight, num_rows, shard, num_shards, options);
   return at::empty_symint(lookup_shape(input.sym_sizes(), weight.sym_size(1)), weight.options());
 }
 
 at::Tensor shard_backward_meta(const at::Tensor& grad_output, const at::Tensor& input,
                                c10::SymInt num_rows, int64_t shard, int64_t num_shards,
-                               OptionalSymInt padding_idx, double token_multiplier,
-                               OptionalSymInt num_tokens, OptionalSymInt num_lookups,
+                               const CallOptions& options, std::optional<c10::SymInt> num_lookups,
                                std::optional<double> scale) {
-  check_backward_metadata(grad_output, input, num_rows, shard, num_shards, padding_idx,
-                          token_multiplier, num_tokens, num_lookups, scale);
+  check_backward_metadata(grad_output, input, num_rows, shard, num_shards, num_lookups, scale,
+                          options);
   const auto [begin, end] = chunk_bounds(num_rows, shard, num_shards);
   return at::empty_symint({end - begin, grad_output.sym_size(-1)}, grad_output.options());
 }
 
+void shard_renorm_meta(const at::Tensor& weight, const at::Tensor& input, c10::SymInt num_rows,
+                       int64_t shard, int64_t num_shards, double max_norm, double norm_type) {
+  check_renorm_metadata(weight, input, num_rows, shard, num_shards, max_norm, norm_type);
+}
+
 }  // namespace
 
-void check_shard_lookup(const at::Tensor& input, const at::Tensor& weight, int64_t num_rows,
-                        int64_t shard, int64_t num_shards, std::optional<int64_t> padding_idx,
-                        double token_multiplier, std::optional<int64_t> num_tokens) {
-  OptionalSymInt padding, tokens;
-  if (padding_idx) padding = c10::SymInt(*padding_idx);
-  if (num_tokens) tokens = c10::SymInt(*num_tokens);
-  check_lookup_metadata(input, weight, num_rows, shard, num_shards, padding, token_multiplier,
-                        tokens);
+void check_shard_lookup(const at::Tensor& input, const at::Tensor& weight,
+                        const c10::SymInt& num_rows, int64_t shard, int64_t num_shards,
+                        const CallOptions& options) {
+  check_lookup_metadata(input, weight, num_rows, shard, num_shards, options);
   check_index_values(input, num_rows);
 }
 
 }  // namespace unit_scaling::distributed::detail
 
 TORCH_LIBRARY_FRAGMENT(unit_scaling, m) {
+  using unit_scaling::detail::schema_with_options;
   m.def("_vocab_shard_indices(Tensor input, SymInt num_rows, int shard, int num_shards) -> Tensor");
+  m.def(schema_with_options("_vocab_shard_lookup(Tensor input, Tensor weight, SymInt num_rows, "
+                            "int shard, int num_shards, ",
+                            ") -> Tensor")
+            .c_str());
+  m.def(schema_with_options("_vocab_shard_backward(Tensor grad_output, Tensor input, "
+                            "SymInt num_rows, int shard, int num_shards, ",
+                            ", SymInt? num_lookups=None, float? scale=None) -> Tensor")
+            .c_str());
   m.def(
-      "_vocab_shard_lookup(Tensor input, Tensor weight, SymInt num_rows, int shard, "
-      "int num_shards, SymInt? padding_idx=None, *, float token_multiplier=1.0, "
-      "SymInt? num_tokens=None) -> Tensor");
-  m.def(
-      "_vocab_shard_backward(Tensor grad_output, Tensor input, SymInt num_rows, int shard, "
-      "int num_shards, SymInt? padding_idx=None, *, float token_multiplier=1.0, "
-      "SymInt? num_tokens=None, SymInt? num_lookups=None, float? scale=None) -> Tensor");
+      "_vocab_shard_renorm_(Tensor(a!) weight, Tensor input, SymInt num_rows, int shard, "
+      "int num_shards, float max_norm, float norm_type) -> ()");
 }
 
+// One registration list per dispatch key: the lists name the same operators on purpose.
 TORCH_LIBRARY_IMPL(unit_scaling, CompositeExplicitAutograd, m) {
   namespace d = unit_scaling::distributed::detail;
+  using unit_scaling::detail::kernel_with_options;
   m.impl("_vocab_shard_indices", &d::shard_indices);
-  m.impl("_vocab_shard_lookup", &d::shard_lookup);
-  m.impl("_vocab_shard_backward", &d::shard_backward);
+  m.impl("_vocab_shard_lookup", kernel_with_options<&d::shard_lookup>());
+  m.impl("_vocab_shard_backward", kernel_with_options<&d::shard_backward>());
+  m.impl("_vocab_shard_renorm_", &d::shard_renorm);
+}
+
+TORCH_LIBRARY_IMPL(unit_scaling, Autograd, m) {
+  m.impl("_vocab_shard_renorm_", &unit_scaling::distributed::detail::shard_renorm_autograd);
 }
 
 TORCH_LIBRARY_IMPL(unit_scaling, Meta, m) {
   namespace d = unit_scaling::distributed::detail;
+  using unit_scaling::detail::kernel_with_options;
   m.impl("_vocab_shard_indices", &d::shard_indices_meta);
-  m.impl("_vocab_shard_lookup", &d::shard_lookup_meta);
-  m.impl("_vocab_shard_backward", &d::shard_backward_meta);
+  m.impl("_vocab_shard_lookup", kernel_with_options<&d::shard_lookup_meta>());
+  m.impl("_vocab_shard_backward", kernel_with_options<&d::shard_backward_meta>());
+  m.impl("_vocab_shard_renorm_", &d::shard_renorm_meta);
 }

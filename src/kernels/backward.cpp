@@ -144,17 +144,14 @@ void run_task(const Task& task, const RowGroups& groups, const T* grad, int64_t 
 
 }  // namespace
 
-int64_t group_positions_by_row(IndexArray indices, int64_t num_rows, int64_t padding_row,
-                               RowGroups& groups) {
-  return detail::with_index_type(indices.type, [&](auto tag) -> int64_t {
+void group_positions_by_row(IndexArray indices, int64_t num_rows, int64_t padding_row,
+                            RowGroups& groups) {
+  detail::with_index_type(indices.type, [&](auto tag) {
     using Index = typename decltype(tag)::type;
     const auto* idx = static_cast<const Index*>(indices.data);
-    const auto limit = static_cast<uint64_t>(num_rows);
     groups.start.assign(static_cast<size_t>(num_rows) + 1, 0);
     for (int64_t p = 0; p < indices.count; ++p) {
       const int64_t r = idx[p];
-      // One unsigned compare catches negative indices too.
-      if (static_cast<uint64_t>(r) >= limit) return p;
       if (r != padding_row) ++groups.start[static_cast<size_t>(r) + 1];
     }
     for (size_t r = 0; r < static_cast<size_t>(num_rows); ++r) {
@@ -167,7 +164,6 @@ int64_t group_positions_by_row(IndexArray indices, int64_t num_rows, int64_t pad
       if (r != padding_row)
         groups.positions[static_cast<size_t>(cursor[static_cast<size_t>(r)]++)] = p;
     }
-    return -1;
   });
 }
 
@@ -176,7 +172,7 @@ void write_scaled_gradient(const BackwardParams& params, const Executor& executo
   const int64_t dim = params.dim;
   if (num_rows <= 0 || dim == 0) return;  // nothing to write: no V + 1 counters either
   RowGroups groups;
-  if (group_positions_by_row(params.indices, num_rows, params.padding_row, groups) >= 0) return;
+  group_positions_by_row(params.indices, num_rows, params.padding_row, groups);
   const std::vector<Task> tasks = plan_tasks(groups, num_rows, dim, executor.num_threads);
   const auto task_count = static_cast<int64_t>(tasks.size());
   const int64_t workers = std::min<int64_t>(std::max(1, executor.num_threads), task_count);

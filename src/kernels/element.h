@@ -21,47 +21,29 @@ struct BFloat16 {
 
 // The storage type of each DType, and the DType of each storage type.
 template <DType kType>
-struct StorageOf;
-template <>
-struct StorageOf<DType::kFloat32> {
-  using type = float;
-};
-template <>
-struct StorageOf<DType::kFloat64> {
-  using type = double;
-};
-template <>
-struct StorageOf<DType::kFloat16> {
-  using type = Float16;
-};
-template <>
-struct StorageOf<DType::kBFloat16> {
-  using type = BFloat16;
-};
+using StorageOf = std::conditional_t<
+    kType == DType::kFloat32, float,
+    std::conditional_t<kType == DType::kFloat64, double,
+                       std::conditional_t<kType == DType::kFloat16, Float16, BFloat16>>>;
 template <typename T>
-constexpr DType kDTypeOf = std::is_same_v<T, float>    ? DType::kFloat32
-                           : std::is_same_v<T, double> ? DType::kFloat64
+constexpr DType kDTypeOf = std::is_same_v<T, float>     ? DType::kFloat32
+                           : std::is_same_v<T, double>  ? DType::kFloat64
                            : std::is_same_v<T, Float16> ? DType::kFloat16
                                                         : DType::kBFloat16;
 
 // The accumulation type of storage type T: accumulation_dtype's (kernel_types.h) as a C++ type.
 template <typename T>
-using AccumulatorOf = typename StorageOf<accumulation_dtype(kDTypeOf<T>)>::type;
+using AccumulatorOf = StorageOf<accumulation_dtype(kDTypeOf<T>)>;
 
-// Acc is the accumulation type; load widens a stored element, store rounds once.
+// Acc is the accumulation type; load widens a stored element, store rounds once. float and
+// double are their own storage: both conversions are the identity (float to float, double to
+// double: accumulation_dtype keeps them).
 template <typename T>
-struct Element;
-template <>
-struct Element<float> {
-  using Acc = AccumulatorOf<float>;
-  UNIT_SCALING_HOST_DEVICE static Acc load(float v) { return v; }
-  UNIT_SCALING_HOST_DEVICE static float store(Acc v) { return v; }
-};
-template <>
-struct Element<double> {
-  using Acc = AccumulatorOf<double>;
-  UNIT_SCALING_HOST_DEVICE static Acc load(double v) { return v; }
-  UNIT_SCALING_HOST_DEVICE static double store(Acc v) { return v; }
+struct Element {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
+  using Acc = AccumulatorOf<T>;
+  UNIT_SCALING_HOST_DEVICE static Acc load(T v) { return v; }
+  UNIT_SCALING_HOST_DEVICE static T store(Acc v) { return v; }
 };
 template <>
 struct Element<Float16> {

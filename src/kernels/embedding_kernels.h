@@ -48,14 +48,13 @@ struct RowGroups {
 };
 
 // Counting sort of the positions by row in O(N + V), skipping positions whose index is
-// padding_row (< 0: none). The same pass validates the indices: returns the first position
-// whose index lies outside [0, num_rows) (groups is then incomplete), or -1 if all are valid.
-int64_t group_positions_by_row(IndexArray indices, int64_t num_rows, int64_t padding_row,
-                               RowGroups& groups);
+// padding_row (< 0: none). Every index must lie in [0, num_rows).
+void group_positions_by_row(IndexArray indices, int64_t num_rows, int64_t padding_row,
+                            RowGroups& groups);
 
 // The unit-scaled weight gradient (BackwardParams), written in full to grad_weight:
 //   grad_weight[r, :] = round(scale * sum_{p : indices[p] == r, r != padding_row} grad_out[p, :])
-// Every index must lie in [0, num_rows) (with a bad one nothing is written). The positions are
+// Every index must lie in [0, num_rows) (the glue checks them first). The positions are
 // grouped by row (group_positions_by_row), then each row is summed in float32 (float64 for
 // double) in the order of summation_order.h, scaled once and rounded once; so the result does
 // not depend on the thread count, and equals the CUDA kernel's bit for bit.

@@ -20,6 +20,10 @@
 
 namespace unit_scaling::kernels::p_norm {
 
+// One function per operation and accumulation type, each choosing the device's type-named
+// intrinsic (fabsf for float, fabs for double, ...) or the host's std:: overload: the shapes
+// repeat on purpose, so that no overload resolution decides which math the device runs.
+
 UNIT_SCALING_HOST_DEVICE inline float absolute(float a) {
 #ifdef __CUDA_ARCH__
   return fabsf(a);

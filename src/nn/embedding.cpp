@@ -1,11 +1,11 @@
 #include <c10/util/Exception.h>
-#include <unit_scaling/functional.h>
 #include <unit_scaling/nn/embedding.h>
 
 #include <utility>
 
-#include "embedding_checks.h"
+#include "call_options.h"
 #include "embedding_table.h"
+#include "operators.h"
 
 namespace unit_scaling::nn {
 
@@ -16,8 +16,8 @@ EmbeddingImpl::EmbeddingImpl(EmbeddingOptions options_, GradScaleOptions grad_sc
 
 void EmbeddingImpl::reset() {
   const int64_t num_rows = options.num_embeddings();
-  const int64_t padding_row = detail::check_module_options("Embedding", options, grad_scale,
-                                                           {num_rows, options.embedding_dim()});
+  const int64_t padding_row =
+      detail::check_module_options(options, grad_scale, {num_rows, options.embedding_dim()});
   weight = detail::register_table(*this, weight, options, num_rows, padding_row);
 }
 
@@ -27,28 +27,17 @@ void EmbeddingImpl::reset_parameters() {
 
 void EmbeddingImpl::pretty_print(std::ostream& stream) const {
   stream << "unit_scaling::nn::Embedding(num_embeddings=" << options.num_embeddings()
-         << ", embedding_dim=" << options.embedding_dim();
-  if (options.padding_idx()) stream << ", padding_idx=" << *options.padding_idx();
-  if (options.max_norm()) stream << ", max_norm=" << *options.max_norm();
-  if (options.norm_type() != 2.0) stream << ", norm_type=" << options.norm_type();
-  if (grad_scale.token_multiplier() != 1.0) {
-    stream << ", token_multiplier=" << grad_scale.token_multiplier();
-  }
-  if (grad_scale.num_tokens()) stream << ", num_tokens=" << *grad_scale.num_tokens();
-  stream << ")";
+         << ", embedding_dim=" << options.embedding_dim()
+         << detail::non_default_options(detail::call_options(options, grad_scale)) << ")";
 }
 
 at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
-  return functional::detail::embedding_call(
-      indices, weight, options.padding_idx(), options.max_norm(), options.norm_type(),
-      options.scale_grad_by_freq(), options.sparse(), grad_scale);
+  return detail::call_embedding(indices, weight, detail::call_options(options, grad_scale));
 }
 
 Embedding Embedding::from_pretrained(const at::Tensor& embeddings,
                                      const EmbeddingFromPretrainedOptions& options) {
-  TORCH_CHECK_VALUE(embeddings.defined() && embeddings.dim() == 2,
-                    "unit_scaling Embedding: from_pretrained's embeddings must be 2-D, got ",
-                    embeddings.defined() ? embeddings.sizes() : at::IntArrayRef{});
+  detail::check_pretrained(embeddings, "from_pretrained's embeddings");
   Embedding module(EmbeddingOptions(embeddings.size(0), embeddings.size(1))
                        ._weight(embeddings)
                        .padding_idx(options.padding_idx())

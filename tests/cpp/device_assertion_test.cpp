@@ -66,13 +66,13 @@ TEST_F(DeviceAssertion, Forward) {
       [&] {
         F::embedding(cuda_longs({0, 1, 2, 1000000}), weight);
       },
-      "index 1000000 at flat position 3 is out of range for weight with 10 "
+      "index 1000000 at input (flat position 3) is out of range for weight with 10 "
       "rows");
   expect_device_assertion(
       [&] {
         F::embedding(cuda_longs({-5, 1}), weight);
       },
-      "index -5 at flat position 0 is out of range for weight with 10 rows");
+      "index -5 at input (flat position 0) is out of range for weight with 10 rows");
 }
 
 TEST_F(DeviceAssertion, ForwardWithMaxNorm) {
@@ -81,7 +81,7 @@ TEST_F(DeviceAssertion, ForwardWithMaxNorm) {
       [&] {
         F::embedding(cuda_longs({1, 2, 10}), weight, {}, /*max_norm=*/0.5);
       },
-      "index 10 at flat position 2 is out of range for weight with 10 rows");
+      "index 10 at input (flat position 2) is out of range for weight with 10 rows");
 }
 
 TEST_F(DeviceAssertion, Backward) {
@@ -91,7 +91,7 @@ TEST_F(DeviceAssertion, Backward) {
         unit_scaling::detail::scaled_backward_op().call(grad, cuda_longs({0, 1, 2, 1000000}),
                                                         c10::SymInt(10), c10::SymInt(-1), 1.0);
       },
-      "index 1000000 at flat position 3 is out of range for weight with 10 rows");
+      "index 1000000 at input (flat position 3) is out of range for weight with 10 rows");
 }
 
 TEST_F(DeviceAssertion, IndicesChangedAfterTheForward) {
@@ -103,7 +103,7 @@ TEST_F(DeviceAssertion, IndicesChangedAfterTheForward) {
         input.data()[0] = 10000000;
         out.sum().backward();
       },
-      "index 10000000 at flat position 0 is out of range for weight with 10 rows");
+      "index 10000000 at input (flat position 0) is out of range for weight with 10 rows");
 }
 
 // Under kRaise the same calls raise IndexError in this process and leave the context usable.

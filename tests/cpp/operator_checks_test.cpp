@@ -11,8 +11,9 @@
 
 namespace {
 
-using unit_scaling::detail::backward_op;
-using unit_scaling::detail::lookup_op;
+using unit_scaling::detail::call_backward;
+using unit_scaling::detail::call_lookup;
+using unit_scaling::detail::CallOptions;
 using unit_scaling::detail::renorm_op;
 using unit_scaling::testing::BackendTest;
 using unit_scaling::testing::bitwise_equal;
@@ -22,9 +23,9 @@ at::Tensor longs(std::vector<int64_t> values) { return torch::tensor(values, tor
 
 at::Tensor backward(const at::Tensor& grad, const at::Tensor& input, int64_t rows,
                     std::optional<int64_t> padding = std::nullopt) {
-  std::optional<c10::SymInt> pad;
-  if (padding) pad = c10::SymInt(*padding);
-  return backward_op().call(grad, input, c10::SymInt(rows), pad, 1.0, std::nullopt);
+  CallOptions options;
+  if (padding) options.padding_idx = c10::SymInt(*padding);
+  return call_backward(grad, input, rows, options);
 }
 
 class OperatorChecks : public unit_scaling::testing::RaisingIndexErrorsTest {};
@@ -101,19 +102,19 @@ TEST_P(OperatorChecks, BackwardStillComputesTheReference) {
 TEST_P(OperatorChecks, LookupAndRenormCheckTheirOwnArguments) {
   const auto weight = on_device(torch::randn({5, 3}));
   expect_error<c10::ValueError>(
-      [&] { lookup_op().call(on_device(longs({1})), weight, c10::SymInt(5), 1.0, std::nullopt); },
+      [&] {
+        CallOptions options;
+        options.padding_idx = c10::SymInt(5);
+        call_lookup(on_device(longs({1})), weight, options);
+      },
       {"padding_idx=5 is out of range for weight with 5 rows"});
   expect_error<c10::IndexError>(
       [&] {
-        lookup_op().call(on_device(longs({1, -1})), weight, std::nullopt, 1.0, std::nullopt);
+        call_lookup(on_device(longs({1, -1})), weight);
       },
       {"index -1 at input[1]"});
-  expect_error<c10::TypeError>(
-      [&] {
-        lookup_op().call(on_device(longs({1})), weight.to(torch::kInt), std::nullopt, 1.0,
-                         std::nullopt);
-      },
-      {"weight must be float32"});
+  expect_error<c10::TypeError>([&] { call_lookup(on_device(longs({1})), weight.to(torch::kInt)); },
+                               {"weight must be float32"});
   auto table = on_device(torch::randn({5, 3}) * 10);
   const auto before = table.clone();
   expect_error<c10::IndexError>(

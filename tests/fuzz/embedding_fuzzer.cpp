@@ -106,8 +106,9 @@ void fuzz_backward_operator(FuzzedDataProvider& data) {
   }
   at::Tensor result;
   try {
-    result = unit_scaling::detail::backward_op().call(grad, input, c10::SymInt(rows), padding, 1.0,
-                                                      std::nullopt);
+    unit_scaling::detail::CallOptions options;
+    options.padding_idx = padding;
+    result = unit_scaling::detail::call_backward(grad, input, rows, options);
   } catch (const c10::Error&) {
     return;
   }
@@ -170,8 +171,9 @@ void fuzz_lookup_and_scale_operators(FuzzedDataProvider& data) {
   std::optional<c10::SymInt> padding;
   if (data.ConsumeBool()) padding = c10::SymInt(pick<int64_t>(data, {-rows - 1, -1, 0, rows}));
   try {
-    const at::Tensor out =
-        unit_scaling::detail::lookup_op().call(input, weight, padding, 1.0, std::nullopt);
+    unit_scaling::detail::CallOptions options;
+    options.padding_idx = padding;
+    const at::Tensor out = unit_scaling::detail::call_lookup(input, weight, options);
     require(all_in_range(input, rows), "embedding_lookup accepted a bad index");
     require(same_bytes(out.reshape({-1, dim}),
                        weight.index_select(0, input.to(at::kLong).reshape({-1}))),

@@ -384,7 +384,7 @@ def test_default_policy_bad_index_is_a_device_side_assertion(name):
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "NO ERROR" not in output, output[-2000:]
     assert "device-side assert" in output, output[-2000:]
-    assert "index 10 at flat position 3 is out of range for weight with 10 rows" in output, \
+    assert "index 10 at input (flat position 3) is out of range for weight with 10 rows" in output, \
         output[-2000:]
 
 

@@ -286,7 +286,8 @@ def test_bad_input_raises_the_single_process_error_on_every_rank(group):
     for found in results:
         status, kind, message = found["checks"]["bad_index"]
         assert (status, kind) == ("error", "IndexError")
-        assert "index 11 at input[1, 5] is out of range for weight with 11 rows" in message
+        assert "index 11 at input[1, 5] (flat position 13) is out of range for weight with 11 rows" \
+            in message
         assert found["checks"]["bad_index_unchanged"]
         status, kind, message = found["checks"]["bad_padding"]
         assert (kind, "padding_idx=11 is out of range" in message) == ("ValueError", True)

@@ -62,3 +62,45 @@ def test_module_rejects_unsupported_options():
         usc.Embedding(5, 2, sparse=True)
     with pytest.raises(ValueError, match="scale_grad_by_freq"):
         usc.Embedding(5, 2, scale_grad_by_freq=True)
+
+
+W, I = torch.randn(10, 4), torch.tensor([1, 2])
+PREFIXED_ERRORS = [  # (subject, call): every way in, C++ and Python checks alike
+    ("embedding", lambda: usc.functional.embedding(I, W, padding_idx=10)),
+    ("embedding", lambda: usc.functional.embedding(I, W, sparse=None)),  # Python's TypeError
+    ("embedding", lambda: usc.functional.embedding(torch.tensor([10]), W)),  # the bad index
+    ("embedding", lambda: usc.Embedding(-1, 4)),
+    ("embedding", lambda: usc.Embedding(10, 4, _weight=torch.randn(3, 4))),
+    ("embedding", lambda: usc.Embedding.from_pretrained(torch.randn(3))),
+    ("embedding", lambda: usc.Embedding.from_pretrained("table")),
+    ("embedding", lambda: torch.ops.unit_scaling.embedding_backward(torch.ones(2, 4), I, 10, 12)),
+    ("embedding", lambda: torch.ops.unit_scaling._vocab_shard_lookup(I, W[:5], 10, 3, 2)),
+    ("embedding", lambda: torch.ops.unit_scaling._vocab_shard_renorm_(W[:5].clone(), I, 10, 0, 2,
+                                                                       0.0, 2.0)),
+    ("scale_fwd", lambda: usc.scale_fwd(W, math.inf)),
+    ("scale_bwd", lambda: usc.scale_bwd("x", 1.0)),
+    ("index_check_policy", lambda: usc.set_index_check_policy("sometimes")),
+    ("index_check_policy", lambda: usc.set_index_check_policy(3)),
+]
+
+
+@pytest.mark.parametrize("subject,call", PREFIXED_ERRORS)
+def test_every_message_starts_with_the_librarys_prefix(subject, call):
+    """Contract rule 11: one prefix per subject, from one function (kernels/messages.h)."""
+    prefix = torch.ops.unit_scaling._message_prefix(subject)
+    assert prefix == f"unit_scaling {subject}: "
+    with pytest.raises((IndexError, ValueError, TypeError)) as raised:
+        call()
+    assert str(raised.value).startswith(prefix), str(raised.value)
+
+
+def test_the_bad_index_sentence():
+    """Contract rule 3's words (the same sentence as the CUDA device assertion's, which lacks
+    only the coordinates: test_cuda_runtime.py, device_assertion_test.cpp)."""
+    with pytest.raises(IndexError) as raised:
+        usc.functional.embedding(torch.tensor([[1, 2], [3, 10]]), W)
+    assert str(raised.value).splitlines()[0] == (
+        "unit_scaling embedding: index 10 at input[1, 1] (flat position 3) is out of range for "
+        "weight with 10 rows; every index must satisfy 0 <= index < 10")
+    with pytest.raises(ValueError, match="no message subject 'nothing'"):
+        torch.ops.unit_scaling._message_prefix("nothing")

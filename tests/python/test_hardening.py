@@ -307,8 +307,12 @@ def test_from_pretrained_takes_the_token_count():
     assert not unit_scaling_cpp.Embedding.from_pretrained(table).weight.requires_grad
     with pytest.raises(TypeError, match="num_tokens must be an int"):
         unit_scaling_cpp.Embedding.from_pretrained(table, num_tokens=2.5)
-    with pytest.raises(ValueError, match="must be a 2-D Tensor"):
+    # The C++ modules' check (one home, embedding_table.cpp): ValueError for a Tensor that is
+    # not 2-D, TypeError for anything that is not a Tensor; nothing built either way.
+    with pytest.raises(ValueError, match=r"from_pretrained's embeddings must be 2-D .* \[3\]"):
         unit_scaling_cpp.Embedding.from_pretrained(torch.randn(3))
+    with pytest.raises(TypeError, match="from_pretrained's embeddings must be a Tensor, got list"):
+        unit_scaling_cpp.Embedding.from_pretrained([[1.0, 2.0]])
 
 
 def test_the_sharded_backward_has_the_operators_unit_scale(backend):

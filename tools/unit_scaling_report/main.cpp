@@ -111,7 +111,7 @@ at::Tensor prepare(const Options& options) {
 // Config section: the settings, the heading line and the scale sqrt(V/N).
 void report_config(const Options& options, Results& results) {
   const int64_t n = options.tokens();
-  const double scale = std::sqrt(static_cast<double>(options.vocab) / static_cast<double>(n));
+  const double scale = unit_scaling::functional::unit_scale(options.vocab, n);
   results.add_text("config", "vocab", std::to_string(options.vocab));
   results.add_text("config", "dim", std::to_string(options.dim));
   results.add_text("config", "tokens",

@@ -292,10 +292,7 @@ void check_padding_idx(int64_t padding_idx, int64_t vocab) {
     unit_scaling::functional::check_options(
         vocab, unit_scaling::functional::EmbeddingFuncOptions().padding_idx(padding_idx));
   } catch (const c10::ValueError& error) {
-    std::string message = error.what_without_backtrace();
-    constexpr std::string_view kLibraryPrefix = "unit_scaling embedding: ";
-    if (message.rfind(kLibraryPrefix, 0) == 0) message.erase(0, kLibraryPrefix.size());
-    throw UsageError("--padding-idx: " + message);
+    throw UsageError(std::string("--padding-idx: ") + error.what_without_backtrace());
   }
 }
 
@@ -353,7 +350,8 @@ Options parse_options(const std::vector<std::string>& args) {
 
 int64_t Options::padding_row() const {
   if (!padding_idx) return -1;
-  return *padding_idx < 0 ? *padding_idx + vocab : *padding_idx;
+  return unit_scaling::functional::padding_row(
+      vocab, unit_scaling::functional::EmbeddingFuncOptions().padding_idx(padding_idx));
 }
 
 // m = c^2 P K, c = 1/P (averaged over ranks) x 1/K (when the loss is divided by K).

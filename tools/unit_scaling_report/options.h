@@ -47,10 +47,9 @@ struct Options {
   bool help = false;
 
   int64_t tokens() const { return batch * sequence; }
-  // The padding row: padding_idx wrapped into [0, vocab) (a negative one counts from the end, as
-  // the library does), or -1 when there is none. The one home of the wrap, for what the tool
-  // computes itself: ATen's embedding_dense_backward and the rows that received gradient.
-  // parse_options has checked padding_idx is in [-vocab, vocab).
+  // The padding row, as the library names it (functional::padding_row: padding_idx wrapped into
+  // [0, vocab)), or -1 when there is none: for what the tool computes itself, ATen's
+  // embedding_dense_backward and the rows that received gradient.
   int64_t padding_row() const;
   // The token_multiplier that keeps the optimizer-visible gradient at unit scale.
   double token_multiplier() const;

@@ -75,14 +75,16 @@ constexpr int kRowsPerBlock = 32;  // step C
 // rows_kernel indexes (row, column word) of a block in 32 bits.
 static_assert(kRowsPerBlock * kMaxSliceColumns < int64_t{1} << 31);
 
-// The number of entries of sorted[0, n) that are < value.
-template <typename Key>
-__device__ __forceinline__ int64_t count_below(const Key* __restrict__ sorted, int64_t n,
-                                               Key value) {
+// The number of entries of sorted[0, n) that are < value (kInclusive: <= value): a binary
+// search.
+template <bool kInclusive, typename Key>
+__device__ __forceinline__ int64_t count_before(const Key* __restrict__ sorted, int64_t n,
+                                                Key value) {
   int64_t low = 0;
   while (n > 0) {
     const int64_t half = n / 2;
-    if (sorted[low + half] < value) {
+    const Key probe = sorted[low + half];
+    if (kInclusive ? !(value < probe) : probe < value) {
       low += half + 1;
       n -= half + 1;
     } else {
@@ -91,22 +93,15 @@ __device__ __forceinline__ int64_t count_below(const Key* __restrict__ sorted, i
   }
   return low;
 }
-
-// The number of entries of sorted[0, n) that are <= value.
+template <typename Key>
+__device__ __forceinline__ int64_t count_below(const Key* __restrict__ sorted, int64_t n,
+                                               Key value) {
+  return count_before<false>(sorted, n, value);
+}
 template <typename Key>
 __device__ __forceinline__ int64_t count_at_most(const Key* __restrict__ sorted, int64_t n,
                                                  Key value) {
-  int64_t low = 0;
-  while (n > 0) {
-    const int64_t half = n / 2;
-    if (!(value < sorted[low + half])) {
-      low += half + 1;
-      n -= half + 1;
-    } else {
-      n = half;
-    }
-  }
-  return low;
+  return count_before<true>(sorted, n, value);
 }
 
 // Step A1. One block per tile of 2^tile_bits consecutive positions (grid-stride over the tiles).

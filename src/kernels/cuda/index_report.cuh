@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/embedding_kernels_cuda.h"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/messages.h"
 
 // The device assertion behind assert() (CUDA's device runtime), declared here because <cassert>
 // declares it only without NDEBUG.
@@ -25,11 +26,10 @@ __device__ __forceinline__ bool index_valid(int64_t value, int64_t num_rows) {
     atomicMax(report.status, static_cast<unsigned long long>(count - position));
   }
   if (report.trap) {
-    printf(
-        "unit_scaling embedding: index %lld at flat position %lld is out of range for weight "
-        "with %lld rows\n",
-        static_cast<long long>(value), static_cast<long long>(position),
-        static_cast<long long>(num_rows));
+    // The host's IndexError sentence (kernels/messages.h), without the shape the device lacks.
+    printf(UNIT_SCALING_BAD_INDEX_FORMAT "\n", static_cast<long long>(value), "",
+           static_cast<long long>(position), static_cast<long long>(num_rows),
+           static_cast<long long>(num_rows));
     // Not assert(): release builds define NDEBUG, and this check must stay.
     __assert_fail("index out of range", __FILE__, __LINE__, __func__);
   }
