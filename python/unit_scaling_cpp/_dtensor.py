@@ -28,9 +28,10 @@ table (weight)         indices (input)     output
 
 A row-sharded table holds torch.chunk's rows (``Shard(0)``), the split rule of the C++
 ``VocabParallelEmbedding`` too: both paths call the same C++ core,
-``torch.ops.unit_scaling._vocab_shard_{indices,lookup,backward}`` (src/distributed/vocab_shard.h),
-which remaps the indices to the shard's rows, checks them against the global V, wraps
-``padding_idx`` and computes the unit scale. The rules here only choose placements.
+``torch.ops.unit_scaling._vocab_shard_{indices,lookup,backward,renorm_}``
+(src/distributed/vocab_shard.h), which remaps the indices to the shard's rows, checks them
+against the global V, wraps ``padding_idx``, computes the unit scale and renorms. The rules here
+only choose placements, and pass each call's options on unchanged (``_options.Options``).
 
 Sharded indices meeting a sharded table are all-gathered first; a ``Partial`` table, a second
 mesh dimension sharding the rows, or any other placement is replicated first. The caller turns a
@@ -48,8 +49,9 @@ extra row that is dropped; token-sharded ones give ``Partial``; a feature-sharde
 (column-sharded table) gives ``Shard(1)``. Where that differs from the table's placement the
 optimizer or FSDP redistributes, as for ATen's embedding (whose gradient is always replicated).
 
-``embedding_renorm_`` (``max_norm``) renorms, in place, the referenced rows each rank holds; with
-sharded columns the referenced rows are gathered first, so the norm is the whole row's. Errors are
+``embedding_renorm_`` (``max_norm``) renorms, in place, the referenced rows each rank holds
+(``_vocab_shard_renorm_``, as the C++ module does); with sharded columns the referenced rows are
+gathered first, so the norm is the whole row's. Errors are
 the single-device operators', raised before anything is written: the global metadata by the
 operators' Meta kernels; ``padding_idx``, the token count and the index range by the operators
 themselves against the global V. With replicated indices every rank raises the same error; with
