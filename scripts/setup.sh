@@ -5,7 +5,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${UNIT_SCALING_VENV:-$HOME/.cache/unit-scaling-cpp/venv}
 
-apt_packages=(cmake ninja-build g++ ccache clang-format gnuplot-nox clang libclang-rt-14-dev
+apt_packages=(cmake ninja-build g++ ccache clang-format gnuplot-nox clang libclang-rt-14-dev python3-dev
   libomp-14-dev libgloo-dev libgtest-dev libgmock-dev libbenchmark-dev)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -43,6 +43,9 @@ at::Tensor double_backward(const at::Tensor& grad_grad_weight, const at::Tensor&
                            const CallOptions& options) {
   check_lookup_arguments(input, grad_grad_weight, options);
   const c10::SymInt num_rows = grad_grad_weight.sym_size(0);
+  // The index values are index_select's to check (IndexError on the CPU): every route here comes
+  // from a forward that checked them, and a check of our own would call an operator whose C++
+  // autograd functorch refuses (this operator runs under torch.func's transforms).
   const at::Scalar scale(unit_scale(num_rows, input.sym_numel(), options));
   return scaled_lookup(grad_grad_weight, input, scale, padding_row(options.padding_idx, num_rows));
 }

@@ -1,8 +1,9 @@
-// The CUDA index-check policy (include/unit_scaling/index_check_policy.h) and its two Python
-// operators, torch.ops.unit_scaling._index_check_policy() and _set_index_check_policy(name),
-// which python/unit_scaling_cpp/_index_checks.py wraps.
+// The CUDA index-check policy (include/unit_scaling/index_check_policy.h) and its Python
+// operators, torch.ops.unit_scaling._index_check_policy(), _set_index_check_policy(name) and
+// _cuda_backend_compiled(), which python/unit_scaling_cpp/_index_checks.py wraps.
 #include "unit_scaling/index_check_policy.h"
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
@@ -60,6 +61,12 @@ IndexCheckPolicy parse_index_check_policy(const std::string& name) {
                     "'");
 }
 
+bool cuda_backend_compiled() {
+  return c10::Dispatcher::singleton()
+      .findSchemaOrThrow("unit_scaling::embedding_lookup", "")
+      .hasKernelForDispatchKey(c10::DispatchKey::CUDA);
+}
+
 IndexCheckPolicyGuard::IndexCheckPolicyGuard(IndexCheckPolicy new_policy)
     : previous_(index_check_policy()) {
   set_index_check_policy(new_policy);
@@ -85,4 +92,5 @@ std::string set_policy_by_name(const std::string& name) {
 TORCH_LIBRARY_FRAGMENT(unit_scaling, m) {
   m.def("_index_check_policy() -> str", &unit_scaling::current_policy_name);
   m.def("_set_index_check_policy(str policy) -> str", &unit_scaling::set_policy_by_name);
+  m.def("_cuda_backend_compiled() -> bool", &unit_scaling::cuda_backend_compiled);
 }

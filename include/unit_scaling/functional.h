@@ -29,9 +29,12 @@ using EmbeddingFuncOptions = torch::nn::functional::EmbeddingFuncOptions;
 // N == 0. No gradient for input. Double backward is supported.
 //
 // Errors are atomic: every argument and every index is checked before anything is written, so
-// after an error `weight` is bit-for-bit unchanged. Bad index: c10::IndexError; bad option
-// value or shape: c10::ValueError; bad dtype/layout: c10::TypeError (Python's IndexError,
-// ValueError, TypeError).
+// after an error `weight` is bit-for-bit unchanged. Bad index: c10::IndexError (on the CPU, and
+// on CUDA in the default build, whose ATen fallback reads one status back; in a build with the
+// CUDA backend, -DUNIT_SCALING_CUDA=ON, CUDA tensors get a sync-free device-side assertion by
+// default and max_norm writes nothing: index_check_policy.h); bad option value or shape:
+// c10::ValueError; bad dtype/layout: c10::TypeError (Python's IndexError, ValueError,
+// TypeError).
 //
 // Example:
 //   namespace F = unit_scaling::functional;

@@ -1,7 +1,10 @@
 // How the index values of CUDA tensors are checked: one explicit, process-wide setting.
 //
-// CPU tensors always raise c10::IndexError for a bad index (the check is free there). On CUDA
-// a precise host-side error costs a device-to-host read, i.e. a host synchronisation per call,
+// It applies to builds with the CUDA backend (-DUNIT_SCALING_CUDA=ON; cuda_backend_compiled()
+// says whether this library is one). The default build runs CUDA tensors on the ATen fallback,
+// which reads one status word back and raises c10::IndexError under either policy. CPU tensors
+// always raise c10::IndexError for a bad index (the check is free there). In the CUDA backend a
+// precise host-side error costs a device-to-host read, i.e. a host synchronisation per call,
 // so it is an opt-in for debugging:
 //   kDeviceAssert (default)  nothing is read back, anywhere (forward, backward, max_norm; eager,
 //       compiled and captured alike). A bad index stops the device with an assertion whose
@@ -33,6 +36,10 @@ UNIT_SCALING_API void set_index_check_policy(IndexCheckPolicy policy);
 // "device_assert" / "raise", and back (c10::ValueError naming any other string).
 UNIT_SCALING_API std::string index_check_policy_name(IndexCheckPolicy policy);
 UNIT_SCALING_API IndexCheckPolicy parse_index_check_policy(const std::string& name);
+
+// Whether this library was built with the CUDA backend (-DUNIT_SCALING_CUDA=ON), the only one
+// the policy changes: CUDA tensors then run our kernels, else the ATen fallback.
+UNIT_SCALING_API bool cuda_backend_compiled();
 
 // Sets a policy for its lifetime and then restores the one before:
 //   { unit_scaling::IndexCheckPolicyGuard raise(unit_scaling::IndexCheckPolicy::kRaise); ... }

@@ -59,22 +59,25 @@ sharded indices, the ranks that hold the bad index. Double backward runs DTensor
 the ATen operators of the gradient's backward (some uneven splits are refused there).
 """
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+import functools
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor, Partial, Replicate, Shard
 from torch.distributed.tensor.placement_types import Placement
 
 try:
     from torch.distributed.tensor.experimental import register_sharding
 except ImportError:  # experimental: scale_fwd / scale_bwd then get rules of their own
-    register_sharding = None
+    register_sharding = None  # type: ignore[assignment]
 
 from ._arguments import PREFIX
 from ._options import Options
 
 ops = torch.ops.unit_scaling
 Placements = Tuple[Placement, ...]
+Operator = Callable[..., Any]  # an operator overload, torch.ops.unit_scaling.<name>.default
 
 
 # ---- placement plans (pure: no mesh, no tensors) ----------------------------------------------
@@ -102,7 +105,8 @@ def _plan(steps: Sequence[Tuple[Placement, ...]], row_dim: Optional[int]) -> Pla
 
 def plan_lookup(weight: Placements, input: Placements, input_ndim: int) -> Plan:
     """embedding_lookup: (table, indices) -> output, per mesh dimension (module docstring)."""
-    steps, row_dim = [], None
+    steps: List[Tuple[Placement, ...]] = []
+    row_dim: Optional[int] = None
     for m, (wp, ip) in enumerate(zip(weight, input)):
         w_dim, i_dim = _shard_dim(wp, 2), _shard_dim(ip, input_ndim)
         if w_dim == 0 and row_dim is None:  # a block of rows: the rows this rank owns
@@ -118,15 +122,16 @@ def plan_lookup(weight: Placements, input: Placements, input_ndim: int) -> Plan:
 
 def plan_gradient(grad: Placements, input: Placements, grad_ndim: int, input_ndim: int) -> Plan:
     """The (V, D) weight gradient: (grad_output, indices) -> gradient, per mesh dimension."""
-    steps, row_dim = [], None
+    steps: List[Tuple[Placement, ...]] = []
+    row_dim: Optional[int] = None
     for m, (gp, ip) in enumerate(zip(grad, input)):
         g_dim, i_dim = _shard_dim(gp, grad_ndim), _shard_dim(ip, input_ndim)
         if type(gp) is Partial and i_dim is None:  # linear in grad: stays partial
             steps.append((gp, Replicate(), gp))
         elif g_dim == grad_ndim - 1:  # feature-sharded (column-sharded table)
             steps.append((gp, Replicate(), Shard(1)))
-        elif g_dim is not None or i_dim is not None:  # token-sharded: each rank scatters its part
-            dim = i_dim if i_dim is not None else g_dim
+        elif i_dim is not None or g_dim is not None:  # token-sharded: each rank scatters its part
+            dim = i_dim if i_dim is not None else int(g_dim)  # type: ignore[arg-type]
             steps.append((Shard(dim), Shard(dim), Partial()))
         elif row_dim is None:  # replicated: each rank computes its block of rows
             row_dim = m
@@ -156,7 +161,7 @@ def plan_renorm(weight: Placements) -> Tuple[Optional[int], Optional[int]]:
 
 # ---- helpers ----------------------------------------------------------------------------------
 
-def _common_mesh(func: Any, named: Dict[str, Any]) -> Any:
+def _common_mesh(func: Operator, named: Dict[str, Any]) -> DeviceMesh:
     """The device mesh shared by the tensor arguments, which must all be DTensors."""
     tensors = {k: v for k, v in named.items() if isinstance(v, torch.Tensor)}
     plain = [k for k, v in tensors.items() if not isinstance(v, DTensor)]
@@ -164,7 +169,7 @@ def _common_mesh(func: Any, named: Dict[str, Any]) -> Any:
         raise TypeError(
             f"{PREFIX}{func}: {', '.join(plain)} is a torch.Tensor but other arguments are "
             "DTensors; convert it with DTensor.from_local(..., placements=[Replicate()])")
-    meshes = {k: v.device_mesh for k, v in tensors.items()}
+    meshes = {k: v.device_mesh for k, v in tensors.items() if isinstance(v, DTensor)}
     first = next(iter(meshes.values()))
     for name, mesh in meshes.items():
         if mesh != first:
@@ -178,7 +183,7 @@ def _meta(t: torch.Tensor) -> torch.Tensor:
     return torch.empty(t.shape, dtype=t.dtype, device="meta")
 
 
-def _shard(mesh: Any, row_dim: Optional[int]) -> Tuple[int, int]:
+def _shard(mesh: DeviceMesh, row_dim: Optional[int]) -> Tuple[int, int]:
     """(this rank's shard, the number of shards) of the table's rows; (0, 1): all rows."""
     return (0, 1) if row_dim is None else (mesh.get_local_rank(row_dim), mesh.size(row_dim))
 
@@ -190,10 +195,11 @@ def _redistribute(t: DTensor, placements: Sequence[Placement]) -> torch.Tensor:
     return t.to_local()
 
 
-def _wrap(local: torch.Tensor, mesh: Any, placements: Sequence[Placement],
+def _wrap(local: torch.Tensor, mesh: DeviceMesh, placements: Sequence[Placement],
           shape: Sequence[int]) -> DTensor:
     """A DTensor of global ``shape`` (contiguous) from this rank's ``local`` part."""
-    stride, step = [], 1
+    stride: List[int] = []
+    step = 1
     for size in reversed(shape):
         stride.insert(0, step)
         step *= max(size, 1)
@@ -201,17 +207,18 @@ def _wrap(local: torch.Tensor, mesh: Any, placements: Sequence[Placement],
                               stride=tuple(stride))
 
 
-def _rule(body: Any) -> Any:
+def _rule(body: Callable[..., Any]) -> Callable[..., Any]:
     """A torch_dispatch rule that binds the call to ``body(func, ...)``, whose Python signature
     is the operator's schema (Python's own binding: no schema parsing)."""
-    def rule(cls: Any, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+    def rule(cls: type, func: Operator, types: Any, args: Any, kwargs: Any) -> Any:
         return body(func, *args, **(kwargs or {}))
     return rule
 
 
 # ---- embedding_lookup ------------------------------------------------------------------------
 
-def _lookup(func: Any, input: DTensor, weight: DTensor, *args: Any, **kwargs: Any) -> DTensor:
+def _lookup(func: Operator, input: DTensor, weight: DTensor, *args: Any,
+            **kwargs: Any) -> DTensor:
     options = Options(*args, **kwargs)
     mesh = _common_mesh(func, {"input": input, "weight": weight})
     options.call(func, _meta(input), _meta(weight))
@@ -230,7 +237,7 @@ def _lookup(func: Any, input: DTensor, weight: DTensor, *args: Any, **kwargs: An
 
 # ---- embedding_backward, _scaled_embedding_backward -----------------------------------------
 
-def _gradient(mesh: Any, grad: DTensor, input: DTensor, rows: int, options: Options,
+def _gradient(mesh: DeviceMesh, grad: DTensor, input: DTensor, rows: int, options: Options,
               scale: Optional[float]) -> DTensor:
     """The (rows, D) unit-scaled weight gradient of the global problem (input.numel() lookups),
     with the call's scale or an explicit one."""
@@ -243,15 +250,15 @@ def _gradient(mesh: Any, grad: DTensor, input: DTensor, rows: int, options: Opti
         return _wrap(local, mesh, plan.out, (rows, grad.shape[-1]))
 
 
-def _backward(func: Any, grad_output: DTensor, input: DTensor, num_weights: int, *args: Any,
-              **kwargs: Any) -> DTensor:
+def _backward(func: Operator, grad_output: DTensor, input: DTensor, num_weights: int,
+              *args: Any, **kwargs: Any) -> DTensor:
     options = Options(*args, **kwargs)
     mesh = _common_mesh(func, {"grad_output": grad_output, "input": input})
     options.call(func, _meta(grad_output), _meta(input), num_weights)
     return _gradient(mesh, grad_output, input, num_weights, options, scale=None)
 
 
-def _scaled_backward(func: Any, grad_output: DTensor, input: DTensor, num_weights: int,
+def _scaled_backward(func: Operator, grad_output: DTensor, input: DTensor, num_weights: int,
                      padding_row: int, scale: float) -> DTensor:
     mesh = _common_mesh(func, {"grad_output": grad_output, "input": input})
     func(_meta(grad_output), _meta(input), num_weights, padding_row, scale)
@@ -263,7 +270,7 @@ def _scaled_backward(func: Any, grad_output: DTensor, input: DTensor, num_weight
 # ---- embedding_renorm_ ------------------------------------------------------------------------
 
 def _renorm_block(table: torch.Tensor, local: torch.Tensor, max_norm: float, norm_type: float,
-                  mesh: Any, col_dim: int, cols: int) -> None:
+                  mesh: DeviceMesh, col_dim: int, cols: int) -> None:
     """Renorms, in place, the rows of ``table`` (a block of the table's rows, its columns
     sharded over mesh dimension ``col_dim``) that the positions with ``local >= 0`` reference,
     with the operator itself and without data-dependent shapes (so torch.compile traces it):
@@ -287,7 +294,7 @@ def _renorm_block(table: torch.Tensor, local: torch.Tensor, max_norm: float, nor
     table.index_copy_(0, at, replicated.redistribute(mesh, columns).to_local())
 
 
-def _renorm(func: Any, weight: DTensor, input: DTensor, max_norm: float,
+def _renorm(func: Operator, weight: DTensor, input: DTensor, max_norm: float,
             norm_type: float) -> None:
     mesh = _common_mesh(func, {"weight": weight, "input": input})
     func(_meta(weight), _meta(input), max_norm, norm_type)
@@ -310,10 +317,17 @@ def _renorm(func: Any, weight: DTensor, input: DTensor, max_norm: float,
 
 # ---- embedding (the composite) -------------------------------------------------------------
 
-def _composite(cls: Any, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+def _decompose(func: Any, args: Any, kwargs: Any) -> Any:
+    """``func``'s CompositeImplicitAutograd kernel on ``args``: the one undocumented torch API of
+    this module (``Operator.decompose``, there since torch 2.1), because torch_dispatch rules
+    have no public way to run an operator's composite on the subclass itself."""
+    return func.decompose(*args, **kwargs)
+
+
+def _composite(cls: type, func: Operator, types: Any, args: Any, kwargs: Any) -> Any:
     # Reached only where autograd is skipped (inference mode): run the composite itself, which
     # calls embedding_renorm_ and embedding_lookup, whose rules are above.
-    return func.decompose(*args, **kwargs)
+    return _decompose(func, args, kwargs)
 
 
 # ---- scale_fwd, scale_bwd ----------------------------------------------------------------------
@@ -325,7 +339,7 @@ def _elementwise_sharding(x: Any, scale: float) -> Any:
     return [([p], [p, None]) for p in same]
 
 
-def _elementwise_rule(func: Any, x: DTensor, scale: float) -> DTensor:
+def _elementwise_rule(func: Operator, x: DTensor, scale: float) -> DTensor:
     keep = [p if p.is_replicate() or type(p) is Shard or (type(p) is Partial and
             p.reduce_op in ("sum", "avg")) else Replicate() for p in x.placements]
     with torch.no_grad():
@@ -343,14 +357,11 @@ _RULES = {
     "_scaled_embedding_backward": _rule(_scaled_backward),
     "embedding_renorm_": _rule(_renorm),
 }
-_library: list = []
-
-
-def register() -> None:
-    """Registers the rules (once)."""
-    if _library:
-        return
-    _library.append(torch.library.Library("unit_scaling", "FRAGMENT"))
+@functools.cache
+def register() -> torch.library.Library:
+    """Registers the rules (the first call; later ones return the same library, which keeps
+    the registrations alive)."""
+    library = torch.library.Library("unit_scaling", "FRAGMENT")
     rules = dict(_RULES)
     try:
         register_sharding([ops.scale_fwd.default, ops.scale_bwd.default])(_elementwise_sharding)
@@ -358,4 +369,5 @@ def register() -> None:
         rules.update(scale_fwd=_elementwise, scale_bwd=_elementwise)
     for name, rule in rules.items():
         torch.library.register_torch_dispatch(f"unit_scaling::{name}", DTensor, rule,
-                                              lib=_library[0])
+                                              lib=library)
+    return library

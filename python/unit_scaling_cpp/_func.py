@@ -47,10 +47,12 @@ costs a second and loads DTensor, which this package leaves to the user, ``_dten
 referenced rows of the caller's weight are renormed in place, under no-grad, before the lookup,
 and the renorm is not differentiated.
 """
-from typing import Any, Optional, Sequence, Tuple
+import functools
+from typing import Any, Optional, Protocol, Sequence, Tuple
 
 import torch
 from torch import Tensor
+from torch.autograd.function import FunctionCtx
 
 from ._import_hooks import after_import
 from ._options import Options
@@ -62,8 +64,21 @@ __all__ = ["embedding", "register", "transforms_active"]
 
 def transforms_active() -> bool:
     """Whether a torch.func transform (vmap, grad, jvp, ...) is running (torch.compile traces
-    this check)."""
+    this check).
+
+    The one private torch API of this module: torch offers no public "is a functorch transform
+    active" query, and functorch's own code asks the same question this way
+    (``torch._C._functorch.peek_interpreter_stack``, present since torch 2.0)."""
     return torch._C._functorch.peek_interpreter_stack() is not None
+
+
+class _Context(FunctionCtx):
+    """torch's FunctionCtx as the Functions below use it (for type checkers only: torch gives
+    each call its own context object, which holds these attributes)."""
+    saved_tensors: Tuple[Tensor, ...]
+    needs_input_grad: Tuple[bool, ...]
+    rows: Any
+    options: Options
 
 
 class _Lookup(torch.autograd.Function):
@@ -76,14 +91,14 @@ class _Lookup(torch.autograd.Function):
         return options.call(ops.embedding_lookup, input, weight)
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tensor) -> None:
+    def setup_context(ctx: _Context, inputs: Tuple[Any, ...], output: Tensor) -> None:
         weight, input, options = inputs
         ctx.save_for_backward(input)
         ctx.save_for_forward(input)
         ctx.rows, ctx.options = weight.shape[0], options
 
     @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> Tuple[Optional[Tensor], ...]:
+    def backward(ctx: _Context, grad_output: Tensor) -> Tuple[Optional[Tensor], ...]:
         (input,) = ctx.saved_tensors
         grad_weight = None
         if ctx.needs_input_grad[0]:
@@ -91,7 +106,7 @@ class _Lookup(torch.autograd.Function):
         return grad_weight, None, None
 
     @staticmethod
-    def jvp(ctx: Any, weight_tangent: Tensor, *unused: Any) -> Tensor:
+    def jvp(ctx: _Context, weight_tangent: Tensor, *unused: Any) -> Tensor:
         (input,) = ctx.saved_tensors
         return _Lookup.apply(weight_tangent, input, ctx.options)
 
@@ -107,21 +122,21 @@ class _Scatter(torch.autograd.Function):
         return options.call(ops.embedding_backward, grad_output, input, rows)
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tensor) -> None:
+    def setup_context(ctx: _Context, inputs: Tuple[Any, ...], output: Tensor) -> None:
         _, input, rows, options = inputs
         ctx.save_for_backward(input)
         ctx.save_for_forward(input)
         ctx.rows, ctx.options = rows, options
 
     @staticmethod
-    def backward(ctx: Any, grad_grad_weight: Tensor) -> Tuple[Optional[Tensor], ...]:
+    def backward(ctx: _Context, grad_grad_weight: Tensor) -> Tuple[Optional[Tensor], ...]:
         (input,) = ctx.saved_tensors
         # s * ggW[input], padding positions zeroed: the C++ double backward's operator.
         grad = ctx.options.call(ops._embedding_double_backward, grad_grad_weight, input)
         return grad, None, None, None
 
     @staticmethod
-    def jvp(ctx: Any, grad_output_tangent: Tensor, *unused: Any) -> Tensor:
+    def jvp(ctx: _Context, grad_output_tangent: Tensor, *unused: Any) -> Tensor:
         (input,) = ctx.saved_tensors
         return _Scatter.apply(grad_output_tangent, input, ctx.rows, ctx.options)
 
@@ -141,6 +156,12 @@ def embedding(input: Tensor, weight: Tensor, options: Options) -> Tensor:
 # --- vmap rules of the device operators -----------------------------------------------------
 
 
+class VmapInfo(Protocol):
+    """What torch.library.register_vmap's rules read of their ``info`` argument."""
+    batch_size: int
+
+
+
 def _batch_first(tensor: Tensor, dim: Optional[int], size: int) -> Tensor:
     """``tensor`` with its vmapped dim first, or expanded to ``size`` slices when unbatched."""
     if dim is None:
@@ -148,12 +169,14 @@ def _batch_first(tensor: Tensor, dim: Optional[int], size: int) -> Tensor:
     return tensor.movedim(dim, 0)
 
 
-def _lookup_vmap(info: Any, in_dims: Sequence[Optional[int]], input: Tensor, weight: Tensor,
+def _lookup_vmap(info: VmapInfo, in_dims: Sequence[Optional[int]], input: Tensor, weight: Tensor,
                  *args: Any, **kwargs: Any) -> Tuple[Tensor, int]:
     options = Options(*args, **kwargs)
     input_dim, weight_dim = in_dims[0], in_dims[1]
     if weight_dim is None:
-        # One table: a lookup of all the slices' indices at once is each slice's lookup.
+        # One table: a lookup of all the slices' indices at once is each slice's lookup (vmap
+        # calls a rule only with a batched argument: here the indices).
+        assert input_dim is not None
         return options.call(ops.embedding_lookup, input.movedim(input_dim, 0), weight), 0
     tables = weight.movedim(weight_dim, 0)
     indices = _batch_first(input, input_dim, info.batch_size)
@@ -162,7 +185,7 @@ def _lookup_vmap(info: Any, in_dims: Sequence[Optional[int]], input: Tensor, wei
     return torch.stack(out), 0
 
 
-def _backward_vmap(info: Any, in_dims: Sequence[Optional[int]], grad_output: Tensor,
+def _backward_vmap(info: VmapInfo, in_dims: Sequence[Optional[int]], grad_output: Tensor,
                    input: Tensor, num_weights: Any, *args: Any,
                    **kwargs: Any) -> Tuple[Tensor, int]:
     options = Options(*args, **kwargs)
@@ -174,7 +197,7 @@ def _backward_vmap(info: Any, in_dims: Sequence[Optional[int]], grad_output: Ten
     return torch.stack(out), 0
 
 
-def _renorm_vmap(info: Any, in_dims: Sequence[Optional[int]], weight: Tensor, input: Tensor,
+def _renorm_vmap(info: VmapInfo, in_dims: Sequence[Optional[int]], weight: Tensor, input: Tensor,
                  max_norm: float, norm_type: float) -> Tuple[None, None]:
     weight_dim, input_dim = in_dims[0], in_dims[1]
     if weight_dim is None:
@@ -197,16 +220,11 @@ def _keep_whole_in_compiled_graphs() -> None:
     torch.compiler.allow_in_graph(embedding)
 
 
-_registered = False
-
-
+@functools.cache
 def register() -> None:
-    """Registers the vmap rules and the torch.compile marking (once per process)."""
-    global _registered
-    if _registered:
-        return
+    """Registers the vmap rules and the torch.compile marking (the first call; later ones
+    return at once)."""
     torch.library.register_vmap("unit_scaling::embedding_lookup", _lookup_vmap)
     torch.library.register_vmap("unit_scaling::embedding_backward", _backward_vmap)
     torch.library.register_vmap("unit_scaling::embedding_renorm_", _renorm_vmap)
     after_import(_DYNAMO, _keep_whole_in_compiled_graphs)
-    _registered = True

@@ -30,7 +30,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
                 run(module)
                 callback()
 
-            spec.loader.exec_module = run_then_call  # this spec's own loader instance
+            setattr(spec.loader, "exec_module", run_then_call)  # this spec's own loader
         return spec
 
 

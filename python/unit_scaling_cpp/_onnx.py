@@ -8,8 +8,8 @@ An exported ONNX graph is an inference graph: it keeps the op's forward, the loo
 tracing the model, :func:`unit_scaling_cpp.functional.embedding` emits
 ``torch.nn.functional.embedding`` with the same ``padding_idx`` / ``max_norm`` / ``norm_type``
 (``aten.embedding``, which the exporter translates to ``Gather``), after the operator's own
-checks of the settings (``_check_embedding``). The index range cannot be checked in a graph that has no data; ONNX
-runtimes check ``Gather``'s indices themselves.
+checks of the settings (``_check_embedding``). The index range cannot be checked in a graph
+that has no data; ONNX runtimes check ``Gather``'s indices themselves.
 
 Detected with ``torch.onnx.is_in_onnx_export()``, asked only once ``torch.onnx`` is loaded
 (``import torch`` does not load it, and nothing can be exporting before it is): plain eager calls

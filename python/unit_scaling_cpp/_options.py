@@ -5,10 +5,11 @@ The operators ``embedding``, ``embedding_lookup``, ``embedding_backward``,
 their schemas with the same block -- torch's embedding arguments and the token count -- and
 each validates all of it. Python carries the block as one :class:`Options` from the public
 entry points to the operator call (:meth:`Options.call`), and the routes that receive an
-operator's arguments (vmap and DTensor rules) rebuild it with ``Options(*args, **kwargs)`` and
-pass it on unchanged (positional values in schema order, then keywords): no Python code reads a rule out of it. What a schema cannot express, the
-Python type of each value (a ``TypeError`` instead of a ``RuntimeError`` or a silent
-conversion), is :meth:`Options.check_types`.
+operator's arguments (vmap and DTensor rules) rebuild it with ``Options(*args, **kwargs)``
+(positional values in schema order, then keywords) and pass it on unchanged: no Python code
+reads a rule out of it. What a schema cannot express, the Python type of each value (a
+``TypeError`` instead of a ``RuntimeError`` or a silent conversion), is
+:meth:`Options.check_types`.
 """
 from dataclasses import dataclass
 from typing import Any, Optional

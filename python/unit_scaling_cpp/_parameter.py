@@ -19,6 +19,11 @@ whichever parameter object torch puts in its place:
   ``torch.__future__.set_swap_module_params_on_conversion(True)``, and ``load_state_dict`` under
   the same flag) run through ``_apply`` and ``_load_from_state_dict``, which re-tag afterwards.
 
+The mechanism rests on three of ``nn.Module``'s private members, for want of a public hook for
+"a parameter object was replaced": ``_parameters`` (replaced by the dict subclass
+:class:`TaggedParameters`), ``_apply`` and ``_load_from_state_dict`` (overridden, each calling
+torch's own).
+
 Tags changed on the parameter itself win: before every swap and at every insertion the module
 first reads back the current parameter's tags. A parameter on its own keeps its tags through
 ``copy.deepcopy`` (a ``__deepcopy__`` hook) and through ``pickle`` / ``torch.save`` +
@@ -27,8 +32,7 @@ attributes that torch's own ``nn.Parameter`` reduction saves as the parameter's 
 ``__getstate__`` hook leaves the hooks themselves out of that state.
 """
 import copy
-import copyreg
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -60,8 +64,8 @@ def tag_parameter(
     if not isinstance(parameter, nn.Parameter):
         raise TypeError(f"tag_parameter: expected an nn.Parameter, got {type(parameter).__name__}")
     _check_tags(mup_type, mup_scaling_depth)
-    parameter.mup_type = mup_type
-    parameter.mup_scaling_depth = mup_scaling_depth
+    setattr(parameter, "mup_type", mup_type)  # plain attributes, not declared by Parameter
+    setattr(parameter, "mup_scaling_depth", mup_scaling_depth)
     for name, hook in (("__deepcopy__", _deepcopy), ("__getstate__", _getstate)):
         # (Re)bind unless bound to this object already: a __dict__ swapped in from another
         # parameter brings hooks bound to that one.
@@ -83,11 +87,23 @@ def mup_tags(parameter: Any) -> Optional[Tags]:
     return tags
 
 
+def _slot_names(cls: type) -> List[str]:
+    """The names of the ``__slots__`` of ``cls`` and its bases (what pickling saves besides the
+    instance's ``__dict__``)."""
+    names: List[str] = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in [slots] if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and name not in names:
+                names.append(name)
+    return names
+
+
 def _getstate(self: torch.Tensor) -> Any:
     # What pickling saves as the parameter's state (torch's Parameter and Tensor reductions ask
     # for it): the instance attributes and slots, without the bound hooks, which do not pickle.
     state = {k: v for k, v in self.__dict__.items() if k not in _HOOKS}
-    slots = {n: getattr(self, n) for n in copyreg._slotnames(type(self)) if hasattr(self, n)}
+    slots = {n: getattr(self, n) for n in _slot_names(type(self)) if hasattr(self, n)}
     return (state, slots) if slots else state
 
 
@@ -100,7 +116,8 @@ def _deepcopy(self: torch.Tensor, memo: Dict[int, Any]) -> torch.Tensor:
     for key, value in self.__dict__.items():
         if key not in _HOOKS and key not in result.__dict__:
             setattr(result, key, copy.deepcopy(value, memo))
-    return tag_parameter(result, self.mup_type, self.mup_scaling_depth)
+    tags = mup_tags(self)
+    return tag_parameter(result, *tags) if tags else result
 
 
 class TaggedParameters(dict):
@@ -113,10 +130,11 @@ class TaggedParameters(dict):
     untouched.
     """
 
-    def __init__(self, items: Mapping[str, Any] = (), tags: Optional[Mapping[str, Tags]] = None):
+    def __init__(self, items: Optional[Mapping[str, Any]] = None,
+                 tags: Optional[Mapping[str, Tags]] = None) -> None:
         super().__init__()
         self.tags: Dict[str, Tags] = dict(tags or {})
-        for name, value in dict(items).items():
+        for name, value in dict(items or {}).items():
             self[name] = value
 
     def __setitem__(self, name: str, value: Any) -> None:
@@ -151,7 +169,9 @@ class KeepsMupTags(nn.Module):
 
     def _keep_mup_tags(self, tags: Mapping[str, Tags]) -> None:
         for name, (mup_type, depth) in tags.items():
-            tag_parameter(self._parameters[name], mup_type, depth)
+            parameter = self._parameters[name]
+            if parameter is not None:
+                tag_parameter(parameter, mup_type, depth)
         parameters = self._parameters
         known = dict(parameters.tags) if isinstance(parameters, TaggedParameters) else {}
         known.update(tags)

@@ -13,18 +13,43 @@ __all__ = ["Embedding"]
 
 
 class Embedding(KeepsMupTags, nn.Embedding):
-    """A unit-scaled ``nn.Embedding``: weight ~ N(0, 1), ``padding_idx`` row zeroed at
+    """A unit-scaled ``nn.Embedding``: weight ~ N(0, 1), the padding row zeroed at
     construction, forward through :func:`unit_scaling_cpp.functional.embedding`.
 
-    Constructor arguments and ``from_pretrained`` are those of ``unit_scaling.Embedding`` (and
-    ``torch.nn.Embedding``). ``scale_grad_by_freq`` and ``sparse`` raise ``ValueError`` here,
-    at construction, rather than at the first forward.
+    The constructor and ``from_pretrained`` are those of ``torch.nn.Embedding`` (and the
+    reference library's ``unit_scaling.Embedding``), checked at construction.
+
+    Args:
+        num_embeddings: ``V``, the number of rows, >= 0.
+        embedding_dim: ``D``, the width of a row, >= 0.
+        padding_idx: a row whose lookups get no gradient, in ``[-V, V)``; zeroed at
+            construction. Default: none.
+        max_norm: rows referenced by a forward are renormed in place to at most this
+            ``norm_type``-norm. Default: none.
+        norm_type: ``p`` of that p-norm, > 0. Default: 2.
+        scale_grad_by_freq: not supported by unit scaling: ``ValueError`` when true.
+        sparse: not supported by unit scaling: ``ValueError`` when true.
+        _weight: a ``(V, D)`` table to use as is (``from_pretrained``'s). Default: a fresh
+            N(0, 1) table.
+        _freeze: whether that table is frozen (``requires_grad=False``). Default: False.
+        device: where the fresh table lives.
+        dtype: the fresh table's float dtype.
+        token_multiplier: keyword-only, the token count of the gradient's scale
+            (docs/SCALING.md): ``N_eff = input.numel() * token_multiplier``. Default: 1.
+        num_tokens: keyword-only: ``N_eff = num_tokens`` instead.
+
+    Raises:
+        TypeError: a wrongly typed argument.
+        ValueError: a bad size or option value (``scale_grad_by_freq`` and ``sparse`` here, at
+            construction, rather than at the first forward), or a ``_weight`` of another shape.
 
     The weight is a plain ``nn.Parameter`` tagged with the reference library's u-μP metadata
     (``mup_type="weight"``, ``mup_scaling_depth=None``), so ``unit_scaling.optim`` accepts it.
     The module keeps the tags on whatever parameter torch puts in its place (``deepcopy``,
     pickling, ``torch.save`` / ``torch.load``, ``fully_shard``, ``parallelize_module``,
     ``load_state_dict(assign=True)``, ``.to()`` with or without swapping; see ``_parameter.py``).
+    ``token_multiplier`` and ``num_tokens`` are plain attributes: change them between steps as
+    the token count changes.
 
     Under DTensor (``parallelize_module``, e.g. torchtitan's ``RowwiseParallel`` plan) the
     operators follow the rules of ``_dtensor.py``: a vocabulary-sharded, column-sharded or
@@ -84,9 +109,23 @@ class Embedding(KeepsMupTags, nn.Embedding):
         token_multiplier: float = 1.0,
         num_tokens: Optional[int] = None,
     ) -> "Embedding":
-        """A module around ``embeddings`` (2-D, used as is: the padding row is not zeroed),
-        frozen unless ``freeze=False``; the other arguments as in ``torch.nn.Embedding`` /
-        the constructor."""
+        """A module around a given table, used as is (the padding row is not zeroed).
+
+        Args:
+            embeddings: the ``(V, D)`` table; the module's weight is this tensor (a
+                parameter sharing its storage).
+            freeze: whether the weight is frozen (``requires_grad=False``), as in torch.
+                Default: True.
+            padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, token_multiplier,
+                num_tokens: as in the constructor.
+
+        Returns:
+            The module.
+
+        Raises:
+            TypeError: ``embeddings`` is not a Tensor or ``freeze`` not a bool.
+            ValueError: ``embeddings`` is not 2-D, or an option is bad.
+        """
         _arguments.tensor("from_pretrained's embeddings", embeddings)
         _arguments.boolean("from_pretrained's freeze", freeze)
         torch.ops.unit_scaling._check_pretrained(embeddings)

@@ -4,8 +4,8 @@
 // needs (the CPU's Executor; the CUDA stream, workspace and index report) is passed beside the
 // struct. The LibTorch glue fills each struct in one helper (backends/kernel_arguments.h) after
 // validating everything but the index values; the kernels trust the fields. The structs are
-// small and trivially copyable, so the CUDA kernels take them by value, as kernel parameters
-// (far below the 4 KiB limit on a launch's parameters).
+// small and trivially copyable: the kernels' entry points (host functions) take them by
+// reference, and the CUDA launchers pass the fields each __global__ kernel needs.
 #pragma once
 
 #include <cstddef>

@@ -69,7 +69,7 @@ def test_route_applies_below_autograd_and_the_composite_op():
 
 def test_route_applies_to_compiled_graphs_and_opcheck():
     with backend_axis.AtenFallbackRoute() as route:
-        torch._dynamo.reset()
+        torch.compiler.reset()
         compiled = torch.compile(lambda t, w: usc.functional.embedding(t, w), fullgraph=True)
         weight = torch.randn(10, 4, requires_grad=True)
         compiled(torch.tensor([1, 2]), weight).sum().backward()

@@ -32,19 +32,19 @@ SHAPES = [(4, 16), (4, 32), (4, 48), (2, 48), (3, 5), (7,), (1, 1, 9)]
 
 @pytest.mark.parametrize("padding_idx", [None, 0, -3])
 def test_default_compile_with_changing_batch_and_sequence(padding_idx, backend):
-    torch._dynamo.reset()
+    torch.compiler.reset()
     _grads_eager_and_compiled(backend, lambda: usc.Embedding(1000, 64, padding_idx=padding_idx),
                               SHAPES)
 
 
 def test_dynamic_true(backend):
-    torch._dynamo.reset()
+    torch.compiler.reset()
     _grads_eager_and_compiled(backend, lambda: usc.Embedding(1000, 64, padding_idx=1), SHAPES,
                               dynamic=True)
 
 
 def test_issue_loop_as_written(backend):
-    torch._dynamo.reset()
+    torch.compiler.reset()
     emb = usc.Embedding(1000, 64).to(backend.device)
     f = torch.compile(emb)
     for length in (16, 32, 48):
@@ -54,7 +54,7 @@ def test_issue_loop_as_written(backend):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_functional_fullgraph_max_norm_while_n_changes(dtype, backend):
-    torch._dynamo.reset()
+    torch.compiler.reset()
 
     def step(tokens, weight):
         return usc.functional.embedding(tokens, weight, padding_idx=2, max_norm=1.5)
@@ -80,7 +80,7 @@ def test_functional_fullgraph_max_norm_while_n_changes(dtype, backend):
 def test_token_count_option_compiles_without_graph_break_or_recompile(option, backend):
     from torch._dynamo.testing import CompileCounterWithBackend
 
-    torch._dynamo.reset()
+    torch.compiler.reset()
     counter = CompileCounterWithBackend("inductor")
     eager = usc.Embedding(500, 16, padding_idx=3, **option).to(backend.device)
     compiled_module = usc.Embedding(500, 16, padding_idx=3, **option).to(backend.device)

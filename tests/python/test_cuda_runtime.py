@@ -198,7 +198,7 @@ def test_graph_capture_replayed_on_new_data_equals_eager(padding_idx, max_norm):
 def test_compile_reduce_overhead_equals_eager():
     from torch._dynamo.utils import counters
 
-    torch._dynamo.reset()
+    torch.compiler.reset()
     counters.clear()
     eager = usc.Embedding(1000, 32, padding_idx=0).cuda()
     compiled_module = usc.Embedding(1000, 32, padding_idx=0).cuda()

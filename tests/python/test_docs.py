@@ -182,6 +182,23 @@ def test_performance_prose_matches_its_table():
     assert quoted in text and quoted in readme
 
 
+def test_decode_table_is_complete_meets_its_target_and_matches_its_prose():
+    text = (REPO / "docs" / "PERFORMANCE.md").read_text()
+    section = text.split("## Decode sizes")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith(("| functional", "| module"))]
+    assert sorted((r[0], r[1], r[2]) for r in rows) == sorted(
+        (call, tokens, grad) for call in ("functional", "module") for tokens in ("1", "8", "64")
+        for grad in ("no", "yes"))
+    ratios = [float(r[5]) for r in rows]
+    assert max(ratios) <= 1.10
+    assert f"{min(ratios):.2f}–{max(ratios):.2f}×" in section
+    readme = (REPO / "README.md").read_text()
+    assert f"{min(ratios):.2f}–{max(ratios):.2f}×" in readme
+    reference = [float(r[7].rstrip("×")) for r in rows]
+    assert f"{int(min(reference)):,}–{int(max(reference)):,}×" in readme
+
+
 def test_readme_stays_a_newcomers_page():
     assert len((REPO / "README.md").read_text().splitlines()) <= 250
 
@@ -195,52 +212,41 @@ def test_reliability_quotes_torchs_own_message():
         torch.ops.unit_scaling.embedding(torch.tensor([1]), torch.randn(3, 2), "x")
 
 
-def _architecture_layers():
-    """src/ paths of docs/ARCHITECTURE.md's layer list, top (0) to bottom: an exact file, a
-    `stem.*` pair, a folder `dir/`, or comma-separated names under src/ on one line."""
-    text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
-    block = text.split("## Layers", 1)[1].split("```", 2)[1]
-    layers = []
-    for line in block.splitlines():
-        if not line.startswith("src/"):
-            continue
-        tokens = line.split()
-        names = [tokens[0]]
-        while names[-1].endswith(",") and len(names) < len(tokens):
-            names.append(tokens[len(names)])  # "src/a.cpp, b.cpp, dir/": one layer
-        layers.append(["src/" + n.strip(",").removeprefix("src/") for n in names])
-    return layers
+# Every text that describes the CUDA index-check policy: it says which build the policy applies
+# to (the CUDA backend's) and what the default build does (IndexError).
+POLICY_TEXTS = ["README.md", "docs/API.md", "docs/CONTRACT.md", "docs/DEVICES.md",
+                "docs/RELIABILITY.md", "include/unit_scaling/functional.h",
+                "include/unit_scaling/index_check_policy.h", "python/unit_scaling_cpp/__init__.py",
+                "python/unit_scaling_cpp/_index_checks.py", "python/unit_scaling_cpp/functional.py"]
 
 
-def _layer_of(path, layers):
-    for rank, patterns in enumerate(layers):
-        for pattern in patterns:
-            if pattern.endswith("/") and path.startswith(pattern):
-                return rank
-            if pattern.endswith(".*") and path.rsplit(".", 1)[0] == pattern[:-2]:
-                return rank
-            if path == pattern:
-                return rank
-    return None
+def _words(path):
+    return " ".join(re.sub(r"(//|#)", " ", (REPO / path).read_text()).split())
 
 
-def test_architecture_layers_include_only_what_is_listed_below():
-    layers = _architecture_layers()
-    sources = [p for p in (REPO / "src").rglob("*") if p.suffix in {".cpp", ".h", ".cu", ".cuh"}]
-    broken, unlisted = [], []
-    for source in sources:
-        path = source.relative_to(REPO).as_posix()
-        rank = _layer_of(path, layers)
-        if rank is None:
-            unlisted.append(path)
-            continue
-        for included in re.findall(r'#include "([^"]+)"', source.read_text()):
-            if included.startswith("unit_scaling/"):
-                continue  # a public header (include/): the API every layer may name
-            target = f"src/{included}" if (REPO / "src" / included).exists() else \
-                (source.parent / included).relative_to(REPO).as_posix()
-            target_rank = _layer_of(target, layers)
-            if target_rank is not None and target_rank < rank:
-                broken.append(f"{path} (layer {rank}) includes {target} (layer {target_rank})")
-    assert not unlisted, f"src/ files missing from docs/ARCHITECTURE.md's layers: {unlisted}"
-    assert not broken, "\n".join(broken)
+def test_every_text_on_the_policy_is_listed():
+    described = sorted(p.relative_to(REPO).as_posix()
+                       for folder in ("docs", "include", "python")
+                       for p in (REPO / folder).rglob("*") if p.suffix in (".md", ".h", ".py")
+                       if re.search(r"device-side assertion|device_assert", p.read_text()))
+    described += ["README.md"] if "device-side assertion" in _words("README.md") else []
+    assert sorted(set(described)) == sorted(POLICY_TEXTS)
+
+
+@pytest.mark.parametrize("path", POLICY_TEXTS)
+def test_the_policy_names_its_build_and_the_default_builds_behaviour(path):
+    words = _words(path)
+    assert "-DUNIT_SCALING_CUDA=ON" in words, path
+    assert re.search(r"default build[^.]*(IndexError|ATen fallback)|IndexError[^.]*default build",
+                     words), path
+
+
+def test_the_default_build_is_the_fallback():
+    """What the texts above say of the default build: CMake's default is OFF, the package's
+    build keeps it, and this library answers cuda_backend_compiled() as its dispatcher does."""
+    import unit_scaling_cpp as usc
+    cmake = (REPO / "cmake" / "UnitScalingCuda.cmake").read_text()
+    assert 'set(UNIT_SCALING_CUDA OFF CACHE STRING' in cmake
+    assert "UNIT_SCALING_CUDA" not in (REPO / "pyproject.toml").read_text()
+    assert usc.cuda_backend_compiled() == torch._C._dispatch_has_kernel_for_dispatch_key(
+        "unit_scaling::embedding_lookup", "CUDA")

@@ -466,7 +466,7 @@ def test_errors_under_transforms_are_the_eager_errors(transform, case):
 
 
 def test_compiled_per_sample_gradients_with_changing_shapes():
-    torch._dynamo.reset()
+    torch.compiler.reset()
     weight = table(50, 8, dtype=torch.float32)
 
     def loss(w, x, g):
@@ -484,14 +484,14 @@ def test_compiled_per_sample_gradients_with_changing_shapes():
 
 
 def test_compiled_grad_and_vmap():
-    torch._dynamo.reset()
+    torch.compiler.reset()
     weight = table(30, 4)
     x = tokens((3, 7), rows=30)
     g = torch.randn(3, 7, 4, dtype=F64)
     loss = lambda w: (E(x, w, 0) * g).sum()  # noqa: E731
     torch.testing.assert_close(torch.compile(grad(loss), fullgraph=True)(weight),
                                contract_grad(x, g, 30, 0), rtol=1e-12, atol=1e-12)
-    torch._dynamo.reset()
+    torch.compiler.reset()
     lookup = vmap(lambda w, i: E(i, w), in_dims=(None, 0))
     torch.testing.assert_close(torch.compile(lookup, fullgraph=True)(weight, x), weight[x],
                                rtol=0, atol=0)
@@ -499,7 +499,7 @@ def test_compiled_grad_and_vmap():
 
 @pytest.mark.parametrize("second_order", ["hessian", "jacrev_jacrev"])
 def test_compiled_second_order_with_changing_shapes(second_order):
-    torch._dynamo.reset()
+    torch.compiler.reset()
     weight = table()
 
     def loss(w, x, c):
@@ -513,7 +513,7 @@ def test_compiled_second_order_with_changing_shapes(second_order):
 
 
 def test_compiled_transforms_with_max_norm_renorm_in_place_like_eager():
-    torch._dynamo.reset()
+    torch.compiler.reset()
     x = torch.tensor([[0, 2, 2], [6, 1, 0]])
     base = table() * 3
     g = torch.randn(2, 3, D, dtype=F64)
@@ -524,7 +524,7 @@ def test_compiled_transforms_with_max_norm_renorm_in_place_like_eager():
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     torch.testing.assert_close(compiled_weight, eager_weight, rtol=0, atol=0)
     torch.testing.assert_close(compiled_weight, renormed(base, x, 1.0))
-    torch._dynamo.reset()
+    torch.compiler.reset()
     per_table = vmap(lambda w, i: E(i, w, max_norm=1.0))
     eager_tables, compiled_tables = base.expand(2, V, D).clone(), base.expand(2, V, D).clone()
     expected = per_table(eager_tables, x)

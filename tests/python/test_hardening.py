@@ -68,7 +68,53 @@ RAW_CALLS = [
      lambda: ops.embedding_renorm_(None, I, 1.0, 2.0)),
     ("scale_fwd None", TypeError, "x is an undefined tensor", lambda: ops.scale_fwd(None, 1.0)),
     ("scale_bwd None", TypeError, "x is an undefined tensor", lambda: ops.scale_bwd(None, 1.0)),
+    ("double backward None", TypeError, "weight is an undefined tensor",
+     lambda: ops._embedding_double_backward(None, I)),
+    ("double backward 1-D", ValueError, "must be 2-D",
+     lambda: ops._embedding_double_backward(torch.randn(7), I)),
+    ("double backward bad index", IndexError, "index out of range",
+     lambda: ops._embedding_double_backward(W, torch.tensor([7]))),
+    ("check None input", TypeError, "input is an undefined tensor",
+     lambda: ops._check_embedding(None, W)),
+    ("module negative size", ValueError, "num_embeddings and embedding_dim must be >= 0",
+     lambda: ops._check_module_options(-1, 3, None)),
+    ("module table shape", ValueError, r"_weight of shape \[7, 3\] does not match",
+     lambda: ops._check_module_options(6, 3, W)),
+    ("pretrained 1-D", ValueError, "from_pretrained's embeddings must be 2-D",
+     lambda: ops._check_pretrained(torch.randn(4))),
+    ("shard renorm shard", ValueError, "shard 3 is outside a group of 2 shards",
+     lambda: ops._vocab_shard_renorm_(W.clone(), I, 14, 3, 2, 1.0, 2.0)),
+    ("shard renorm table rows", ValueError, "weight has 7 rows, but shard 0 of 2",
+     lambda: ops._vocab_shard_renorm_(W.clone(), I, 20, 0, 2, 1.0, 2.0)),
+    ("shard renorm index", IndexError, "index 14 at input",
+     lambda: ops._vocab_shard_renorm_(W.clone(), torch.tensor([14]), 14, 0, 2, 1.0, 2.0)),
+    ("message subject", ValueError, "no message subject", lambda: ops._message_prefix("x")),
 ]
+
+
+def test_the_fast_path_refuses_nothing_it_cannot_serve():
+    """unit_scaling_cpp._C.embedding (src/python_module.cpp) serves plain calls and hands
+    every other one back (NotImplemented) to the Python route, which raises or routes."""
+    from unit_scaling_cpp import _library
+    fast = _library.extension.embedding
+    plain = (I, W, None, None, 2.0, False, False, 1.0, None)
+    assert torch.equal(fast(*plain), W[I])
+    with pytest.raises(TypeError, match="9 positional arguments"):
+        fast(I, W)
+    odd = [(0, [0]), (1, "w"), (2, True), (2, 1.5), (2, 2**70), (3, True), (3, "1"), (4, None),
+           (5, 1), (6, None), (7, False), (8, 2.0), (8, -(2**64))]
+    for position, value in odd:
+        args = list(plain)
+        args[position] = value
+        assert fast(*args) is NotImplemented, (position, value)
+    with torch.overrides.TorchFunctionMode():
+        assert fast(*plain) is NotImplemented
+    assert torch.func.vmap(lambda x: torch.tensor(fast(x, *plain[1:]) is NotImplemented))(
+        I.view(2, 1)).all()
+    with pytest.raises(IndexError, match="index 7 at input"):  # served: the operator's checks
+        fast(torch.tensor([7]), *plain[1:])
+    with pytest.raises(ValueError, match="padding_idx=9 is out of range"):
+        fast(I, W, 9, *plain[3:])
 
 
 @pytest.mark.parametrize("error,needle,call", [c[1:] for c in RAW_CALLS],
@@ -128,7 +174,7 @@ def test_meta_and_fake_tensors_reject_what_eager_rejects(mode, error, needle, ca
 def test_changing_num_tokens_compiles_at_most_twice_under_fullgraph():
     from torch._dynamo.testing import CompileCounter
 
-    torch._dynamo.reset()
+    torch.compiler.reset()
     counter = CompileCounter()
     weight = torch.randn(50, 4, requires_grad=True)
 

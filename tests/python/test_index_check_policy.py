@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+import backend_axis
 import unit_scaling_cpp as usc
 
 
@@ -50,6 +51,26 @@ def test_cpu_tensors_raise_under_either_policy():
     for policy in ("device_assert", "raise"):
         with usc.index_check_policy(policy), pytest.raises(IndexError, match="index 5 at input"):
             usc.functional.embedding(torch.tensor([5]), weight)
+
+
+def test_the_fallback_raises_under_either_policy():
+    """What the default build does with CUDA tensors (the ATen fallback: one read back, then
+    IndexError), reached on CPU tensors through the fallback route, forward, max_norm and
+    backward, with the weight unchanged."""
+    weight = torch.randn(5, 2, requires_grad=True)
+    before = weight.detach().clone()
+    with backend_axis.AtenFallbackRoute() as route:
+        for policy in ("device_assert", "raise"):
+            with usc.index_check_policy(policy):
+                for call in (lambda: usc.functional.embedding(torch.tensor([1, 5]), weight),
+                             lambda: usc.functional.embedding(torch.tensor([1, 5]), weight,
+                                                              max_norm=0.1),
+                             lambda: torch.ops.unit_scaling.embedding_backward(
+                                 torch.ones(2, 2), torch.tensor([1, 5]), 5)):
+                    with pytest.raises(IndexError, match="index 5 at input"):
+                        call()
+        assert route.calls["embedding_lookup"] >= 2 and route.calls["embedding_backward"] >= 2
+    assert torch.equal(weight.detach(), before)
 
 
 def _policy_in_child(value):
