@@ -17,11 +17,12 @@ from . import functional
 from ._index_checks import (cuda_backend_compiled, get_index_check_policy, index_check_policy,
                             set_index_check_policy)
 from .functional import scale_bwd, scale_fwd
+from ._replace import replace_embeddings
 from .modules import Embedding
 
 __all__ = [
     "Embedding", "functional", "scale_bwd", "scale_fwd", "library_path", "get_index_check_policy",
-    "set_index_check_policy", "index_check_policy", "cuda_backend_compiled",
+    "set_index_check_policy", "index_check_policy", "cuda_backend_compiled", "replace_embeddings",
 ]
 library_path = _library.path
 _dtensor_import.enable()  # DTensor rules: tensor / sequence parallelism (see _dtensor.py)

@@ -134,6 +134,18 @@ class Embedding(KeepsMupTags, nn.Embedding):
                    scale_grad_by_freq, sparse, _weight=embeddings, _freeze=freeze,
                    token_multiplier=token_multiplier, num_tokens=num_tokens)
 
+    # Hugging Face transformers' post_init / init_weights re-initialise every module that does
+    # not say it is initialised (nn.Embedding to N(0, 0.02)); this one initialises itself, to
+    # unit scale, at construction and in reset_parameters, so it always says so, and ignores
+    # the flag transformers sets after initialising a module.
+    @property
+    def _is_hf_initialized(self) -> bool:
+        return True
+
+    @_is_hf_initialized.setter
+    def _is_hf_initialized(self, value: bool) -> None:
+        pass
+
     def forward(self, input: Tensor) -> Tensor:
         return F.embedding(
             input,

@@ -74,3 +74,14 @@ def test_errors_are_atomic_where_pytorch_is_not(backend):
     with backend.index_errors(), pytest.raises(IndexError):
         usc.functional.embedding(backend.to(indices), ours, max_norm=1.0)
     assert torch.equal(ours.cpu(), weight)
+
+
+def test_from_pretrained_freezes_by_default_as_torch_documents():
+    """Ours follows torch.nn.Embedding.from_pretrained (freeze=True by default); the reference
+    library's module stays trainable whatever freeze says."""
+    import unit_scaling
+    table = torch.randn(4, 3)
+    assert not usc.Embedding.from_pretrained(table).weight.requires_grad
+    assert not torch.nn.Embedding.from_pretrained(table).weight.requires_grad
+    assert usc.Embedding.from_pretrained(table, freeze=False).weight.requires_grad
+    assert unit_scaling.Embedding.from_pretrained(table, freeze=True).weight.requires_grad
