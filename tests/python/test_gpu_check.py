@@ -377,28 +377,21 @@ def test_stage_copies_what_the_check_needs_and_no_symlinks(tmp_path):
 
 
 @needs_reference
-def test_stage_counts_device_check_in_the_size_limit(tmp_path):
-    device_check = tmp_path / "big_device_check"
-    device_check.write_bytes(os.urandom(2 << 20))
-    result = _stage("--limit-mib", 1, _fake_build(tmp_path), tmp_path / "payload",
-                    device_check=device_check)
-    assert result.returncode == 1 and "is over the limit (1 MiB for the payload" in result.stderr
-
-
-@needs_reference
-def test_stage_strips_debug_sections_to_fit(tmp_path):
-    result = _stage("--limit-mib", 1, _fake_build(tmp_path, debug_bytes=2 << 20),
-                    tmp_path / "payload")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "stripped: yes" in (tmp_path / "payload" / "MANIFEST").read_text()
-    assert (tmp_path / "payload" / staging.LIBRARY).stat().st_size < 1 << 20
-
-
-@needs_reference
-def test_stage_fails_above_the_size_limit(tmp_path):
-    result = _stage("--limit-mib", 1, _fake_build(tmp_path, fatbin_bytes=2 << 20),
-                    tmp_path / "payload")  # kernels: nothing to strip
-    assert result.returncode == 1 and "is over the limit (1 MiB for the payload" in result.stderr
+@pytest.mark.parametrize("fatbin, debug, device_check, fits", [
+    (16, 2 << 20, 16, True),  # debug sections: stripped to fit
+    (2 << 20, 0, 16, False),  # kernels: nothing to strip
+    (16, 0, 2 << 20, False),  # device_check counts
+])
+def test_stage_size_limit_strips_then_fails(tmp_path, fatbin, debug, device_check, fits):
+    (tmp_path / "dc").write_bytes(os.urandom(device_check))
+    result = _stage("--limit-mib", 1, _fake_build(tmp_path, fatbin, debug), tmp_path / "payload",
+                    device_check=tmp_path / "dc")
+    if fits:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "stripped: yes" in (tmp_path / "payload" / "MANIFEST").read_text()
+        assert (tmp_path / "payload" / staging.LIBRARY).stat().st_size < 1 << 20
+    else:
+        assert result.returncode == 1 and "over the limit (1 MiB for the payload" in result.stderr
 
 
 @needs_reference
