@@ -111,7 +111,7 @@ def test_readme_install_names_what_the_scripts_run():
     assert "pip install -q --no-build-isolation" in test_sh
     assert "exec bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
     for command in ("scripts/report.sh", "scripts/test.sh", "scripts/setup.sh",
-                    "scripts/gpu_check.sh"):
+                    "scripts/gpu_check.py"):
         assert command in readme and (REPO / command).exists()
     required = re.search(r'"scikit-build-core==([\d.]+)"', (REPO / "pyproject.toml").read_text())
     assert f"scikit-build-core=={required.group(1)}" in readme
