@@ -12,7 +12,7 @@ side; the max_norm renorm. Needs a GPU (except --dry-run, --summarize and --help
 
 Shapes (V rows x D columns, default N lookups): GPT-2 50257x768 N=8192, Llama-3 128256x4096
 N=8192, Llama 32000x4096 N=4096, big vocab 256000x1024 N=4096; --tokens replaces the default N by
-one or more values (scripts/gpu_check.sh: gpt2,llama3 at 8192 and 65536). A configuration is a
+one or more values (scripts/gpu_check.py: gpt2,llama3 at 8192 and 65536). A configuration is a
 shape, N, index distribution (uniform, Zipf(1.1) over rows ranked by id) and weight dtype
 (float32, bfloat16). The decisive configurations run first -- GPT-2 and Llama-3 in bfloat16 at
 N = 8192 and 65536 -- then the others in the order of the options, so a run cut short by a time
@@ -168,7 +168,7 @@ def parse_args(argv=None):
                     "--summarize). The module docstring says exactly what is timed and how.",
         epilog=help_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="fewer warm-up calls and repeats (for scripts/gpu_check.sh)")
+                        help="fewer warm-up calls and repeats (for scripts/gpu_check.py)")
     parser.add_argument("--shapes", default="gpt2,llama,bigvocab",
                         help=f"comma-separated subset of {','.join(SHAPES)} "
                              "(default: gpt2,llama,bigvocab)")
@@ -365,7 +365,7 @@ def help_epilog():
              "x calls x bytes per call at ~2.5 TB/s, plus fixed costs per item; the JSON's wall_s "
              "values measure it; the run prints its own plan on stderr first):"),
         ("  ", f"--quick, default set: {describe_plan(default)}."),
-        ("  ", "--quick --shapes gpt2,llama3 --tokens 8192,65536 (scripts/gpu_check.sh): "
+        ("  ", "--quick --shapes gpt2,llama3 --tokens 8192,65536 (scripts/gpu_check.py): "
                f"{describe_plan(check)}."),
         ("  ", "Without --quick (10 warm-up + 50 timed calls) the device share grows about 3x."),
         ("", "Output: the tables on stdout; with --out a JSON file {meta, rows, renorm}, "
@@ -1022,6 +1022,9 @@ def variants_table(rows):
         if "variants" not in r and "variants_error" not in r:
             continue
         config = f"{r['shape']} N={r['N']} {r['dtype']} {r['dist']}"
+        if "bwd_ours_ms" not in r or "bwd_aten_ms" not in r:  # raised before it was timed
+            lines.append(f"| {config} | – | {r.get('check', '?')} ✗ | | | | | |")
+            continue
         floor_bytes = r["bwd_floor_bytes"]
         aten_ms = r["bwd_aten_ms"]
         lines.append(f"| {config} | aten dense_backward + mul_ | ok | {aten_ms * 1e3:.1f} | "

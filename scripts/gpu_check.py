@@ -121,14 +121,17 @@ PARTS = (
          "LargeSizes, made on the device there), CUDA adds launches and copies: 0.25 s; each "
          "death test re-executes the binary (libtorch 0.7 s here + CUDA context)", parallel=True),
     Part("python", 1, "pytest", ("cuda and not compile",),
-         ((309, 0.3, "case"), (6, 8, "subprocess case")), 12,
+         ((370, 0.35, "case"), (6, 8, "subprocess case")), 12,
          "pytest --collect-only; their CPU instances take 0.11 s each here, x3 for launches, "
-         "copies and syncs; 6 cases start a python each (torch 2.4 s + CUDA context); startup: "
-         "torch, CUDA context and collection (3-8 s here) per worker", parallel=True),
-    Part("bench", 1, "bench", (*BENCH_MAIN, "--dtypes", "bfloat16"), ((8, 4, "row"),), 15,
+         "copies and syncs, +15% for the variant cases at N = 131072 (a CPU reference each); "
+         "6 cases start a python each (torch 2.4 s + CUDA context); startup: torch, CUDA "
+         "context and collection (3-8 s here) per worker", parallel=True),
+    Part("bench", 1, "bench", (*BENCH_MAIN, "--dtypes", "bfloat16"), ((8, 6, "row"),), 15,
          "rows of the bench's --dry-run with these flags; per row a 1-3 GB table and inputs, a "
-         "float64 check, 6+ timed functions x 21 calls, a graph capture and a profiler run; "
-         "startup: torch, the 1 GiB copy bandwidth, the read-back per shape"),
+         "float64 check, 6+ timed functions x 21 calls, 5 backward variants (each checked bit "
+         "for bit, timed, launches counted), a graph capture and a profiler run, and the renorm "
+         "rows (bench/cuda_bench.py prints its own estimate); startup: torch, the 1 GiB copy "
+         "bandwidth, the read-back per shape"),
     Part("compile", 1, "pytest", (f"cuda and compile and ({FIRST_COMPILES})",),
          ((2, 10, "case"),), 42,
          "startup: a cold Inductor/Triton compile per worker (20-40 s: the first CPU compile "

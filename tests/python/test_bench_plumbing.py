@@ -187,4 +187,4 @@ def test_the_time_estimate_counts_the_work(bench):
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert "--quick, default set: 12 configurations" in text
-    assert f"(scripts/gpu_check.sh): {bench.describe_plan(check)}" in text
+    assert f"(scripts/gpu_check.py): {bench.describe_plan(check)}" in text

@@ -1,9 +1,9 @@
-"""What only a GPU can show about our CUDA kernels (skipped without a GPU; scripts/gpu_check.sh
+"""What only a GPU can show about our CUDA kernels (skipped without a GPU; scripts/gpu_check.py
 runs it on the lent GPU machine). The contract itself (oracle, opcheck, compile, errors) runs on
 CUDA through the backend axis of the other test files; this file adds the CUDA runtime:
 
 - CUDA tensors reach our CUDA kernels, not the ATen fallback (when the library was built with the
-  CUDA backend on: gpu_check.sh says so with UNIT_SCALING_CPP_EXPECT_CUDA_KERNELS=1);
+  CUDA backend on: gpu_check.py says so with UNIT_SCALING_CPP_EXPECT_CUDA_KERNELS=1);
 - under the default index-check policy nothing synchronises the host: forward, max_norm and
   backward, eager (sync debug mode "error", and a long kernel queued ahead still running);
   under the "raise" policy each operator reads back exactly once;

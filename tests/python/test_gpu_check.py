@@ -181,7 +181,7 @@ def test_dry_run_passes_and_ends_with_the_tables(dry_runs):
         for dist in ("uniform", "zipf")]
     assert parts["bench"][4].startswith("bench: 8 of 8 rows; ")
     assert parts["cpp"][4] == "3 ran: 2 passed, 1 skipped, 0 failed"  # summed over 4 shards
-    assert parts["python"][4].startswith("315 passed")
+    assert parts["python"][4].startswith(f"{gpu_check.BY_NAME['python'].cases} passed")
     second = sum(p.limit(4) for p in gpu_check.call_parts(True)) + gpu_check.RESERVE
     assert re.search(rf'run\(command="python3 scripts/gpu_check.py --second --budget {second} '
                      rf'--logs \$OUT \S+", carry=\["\S+"\], timeout_s={second + 30}\)', output)
@@ -202,7 +202,8 @@ def test_dry_run_reports_failed_parts_and_exits_1(dry_runs):
         "FAILED: 1 failures"
     assert parts["cpp"][0] == "FAIL (exit 1)"
     assert parts["cpp"][4] == "3 ran: 1 passed, 1 skipped, 1 failed"
-    assert parts["python"][4].startswith("1 failed, 314 passed")
+    assert parts["python"][4].startswith(
+        f"1 failed, {gpu_check.BY_NAME['python'].cases - 1} passed")
     assert parts["preflight"][4].endswith("WARNING: stale payload (built from other sources)")
     assert all(parts[p][0] == "PASS" for p in ("preflight", "bench", "compile")), \
         "every part runs after a failure"
