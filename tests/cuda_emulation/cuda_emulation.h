@@ -14,9 +14,16 @@
 //  - atomics (atomicCAS, atomicAdd, atomicMax) are read-modify-writes that no other thread can
 //    interrupt (fibers switch only at barriers and shuffles).
 // Threads and blocks run in a configurable order (forward, reverse, shuffled), so a kernel whose
-// result depends on scheduling shows it. Launch limits are checked (threads in [1, 1024],
-// blocks in [1, 2^31 - 1]), every stream operation (launch, memset, sort) is counted, and
-// blocks_for() can be capped so that grid-stride loops iterate more than once.
+// result depends on scheduling shows it. Launch limits are checked (threads in [1, 1024] and at
+// most the kernel's __launch_bounds__, which UNIT_SCALING_LAUNCH names; blocks in
+// [1, 2^31 - 1]), every stream operation (launch, memset, sort) is counted, and blocks_for() can
+// be capped so that grid-stride loops iterate more than once.
+// Streams: the default stream (nullptr) runs its work at once. A side stream (an
+// emulation::Stream) takes memsets only, and holds them back: their bytes hold kPoison until an
+// event recorded on the side stream after them is waited for on the default stream (the join),
+// which runs them then. So a join that is missing, or comes after a kernel that writes the same
+// bytes, gives wrong bytes; side-stream work without a wait for an event of the default stream
+// first (the fork) is an error. Event records and waits are counted apart from stream operations.
 // What it cannot see (docs/DEVICES.md): the memory model across blocks, real warp scheduling and
 // independent thread progress, timing, occupancy, bank conflicts, the device math library's
 // ulps, and the real CUB.
@@ -31,6 +38,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <type_traits>
@@ -42,10 +50,15 @@
 #define __host__
 #define __forceinline__ inline
 #define __noinline__
+#define __launch_bounds__(...)
 #define __restrict__ __restrict
 
 using cudaError_t = int;
 using cudaStream_t = void*;
+namespace emulation {
+struct Event;
+}
+using cudaEvent_t = emulation::Event*;
 constexpr cudaError_t cudaSuccess = 0;
 constexpr cudaError_t cudaErrorInvalidValue = 1;
 
@@ -79,11 +92,31 @@ struct Config {
   bool large_sort = false;  // the device radix sort path even for small N
   size_t parts_budget = 0;  // bytes of window slots per column slice (0: the planner's own)
   bool count_only = false;  // count stream operations, run nothing
+  // launch.cuh's narrow_items() limit: the most items a grid-stride loop counts in 32 bits.
+  int64_t narrow_items = int64_t{1} << 31;
 };
 inline Config config;
 
 // Stream operations enqueued since the last reset (kernel launches, memsets, sort calls).
 inline int64_t stream_operations = 0;
+// Event records and waits since the last reset.
+inline int64_t event_operations = 0;
+// The last kernel launched (its address): tests tell instantiations apart.
+inline const void* last_kernel = nullptr;
+
+// A side stream (cudaStream_t is its address); see the header comment.
+struct Stream {
+  std::vector<std::function<void()>> held;  // memsets since the last record
+  bool forked = false;                      // waited for the default stream since its last join
+};
+// What an event records: on a side stream, the memsets held until then (run at the join).
+struct Event {
+  bool recorded = false;
+  Stream* side = nullptr;  // nullptr: recorded on the default stream
+  std::vector<std::function<void()>> held;
+};
+// What a side-stream memset writes until its join.
+constexpr unsigned char kPoison = 0x7F;
 
 [[noreturn]] inline void fail(const char* what) {
   std::fprintf(stderr, "cuda emulation: %s\n", what);
@@ -311,23 +344,60 @@ inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t max(int64_t a, int64_t b) { return a > b ? a : b; }
 
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
-inline cudaError_t cudaMemsetAsync(void* target, int value, size_t bytes, cudaStream_t) {
+inline cudaError_t cudaMemsetAsync(void* target, int value, size_t bytes, cudaStream_t stream) {
   if (target == nullptr || bytes == 0) emulation::fail("cudaMemsetAsync of nothing");
   ++emulation::stream_operations;
-  if (!emulation::config.count_only) std::memset(target, value, bytes);
+  if (stream == nullptr) {
+    if (!emulation::config.count_only) std::memset(target, value, bytes);
+    return cudaSuccess;
+  }
+  auto& side = *static_cast<emulation::Stream*>(stream);
+  if (!side.forked) emulation::fail("side-stream work without a wait for the default stream");
+  if (!emulation::config.count_only) {
+    std::memset(target, emulation::kPoison, bytes);
+    side.held.push_back([=] { std::memset(target, value, bytes); });
+  }
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  ++emulation::event_operations;
+  event->recorded = true;
+  event->side = static_cast<emulation::Stream*>(stream);
+  event->held.clear();
+  if (event->side != nullptr) event->held.swap(event->side->held);
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
+  ++emulation::event_operations;
+  if (!event->recorded || flags != 0) emulation::fail("a wait for an event never recorded");
+  if (stream != nullptr) {  // the fork
+    if (event->side != nullptr) emulation::fail("a side stream waits for another side stream");
+    static_cast<emulation::Stream*>(stream)->forked = true;
+    return cudaSuccess;
+  }
+  if (event->side != nullptr) {  // the join: the side stream's work so far happens now
+    for (const auto& work : event->held) work();
+    event->held.clear();
+    event->side->forked = false;
+  }
   return cudaSuccess;
 }
 
 namespace emulation {
 
-// Runs kernel(args...) for every (block, thread) of a 1-D grid.
+// Runs kernel(args...) for every (block, thread) of a 1-D grid; `bound`: the kernel's
+// __launch_bounds__.
 template <typename Kernel>
-auto launch(unsigned blocks, int threads, Kernel kernel) {
+auto launch(unsigned blocks, int threads, int bound, cudaStream_t stream, Kernel kernel) {
   return [=](auto... args) {
     static_assert((sizeof(args) + ... + 0) <= 4096, "a launch's parameters exceed 4 KiB");
     if (threads < 1 || threads > 1024) fail("threads per block outside [1, 1024]");
+    if (bound < 1 || bound > 1024) fail("__launch_bounds__ outside [1, 1024]");
+    if (threads > bound) fail("more threads per block than the kernel's __launch_bounds__");
     if (blocks < 1 || blocks > 0x7FFFFFFFu) fail("blocks outside [1, 2^31 - 1]");
+    if (stream != nullptr) fail("kernel launches on a side stream are not emulated");
     ++stream_operations;
+    last_kernel = reinterpret_cast<const void*>(kernel);
     if (config.count_only) return;
     gridDim.x = blocks;
     blockDim.x = static_cast<unsigned>(threads);
@@ -344,8 +414,8 @@ auto launch(unsigned blocks, int threads, Kernel kernel) {
 
 }  // namespace emulation
 
-#define UNIT_SCALING_LAUNCH(blocks, threads, stream, ...) \
-  ((void)(stream), ::emulation::launch(blocks, threads, &__VA_ARGS__))
+#define UNIT_SCALING_LAUNCH(blocks, threads, bound, stream, ...) \
+  ::emulation::launch(blocks, threads, bound, stream, &__VA_ARGS__)
 
 // A block's static shared array: one per kernel instantiation (blocks run one at a time).
 #define UNIT_SCALING_SHARED_ARRAY(type, name, count) \
@@ -354,6 +424,8 @@ auto launch(unsigned blocks, int threads, Kernel kernel) {
 
 // blocks_for()'s cap (launch.cuh), so that tests can force grid-stride loops to iterate.
 #define UNIT_SCALING_BLOCK_CAP (::emulation::config.block_cap)
+// narrow_items()'s limit (launch.cuh), so that tests cross it at small sizes.
+#define UNIT_SCALING_NARROW_ITEMS (::emulation::config.narrow_items)
 
 // CUB's stable radix sort of (key, value) pairs over key bits [begin_bit, end_bit), as a host
 // stable sort (the real CUB is device code). Counts the stream operations of CUB's onesweep
