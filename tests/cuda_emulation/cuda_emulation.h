@@ -2,8 +2,9 @@
 // source (src/kernels/cuda/*.cu) is compiled by the host compiler and run in CI, where there is
 // no GPU.
 //
-// A launch runs the blocks one after the other; inside a block every thread is a fiber
-// (ucontext) on this one OS thread, so block- and warp-level cooperation is real:
+// A launch runs the blocks one after the other; inside a block every thread is a fiber on this one
+// OS thread (its own stack; switched by a few instructions on x86-64, by ucontext elsewhere), so
+// block- and warp-level cooperation is real:
 //  - __syncthreads() waits until every thread of the block has arrived; a barrier that some
 //    thread of the block never reaches (it returned, or waits at another barrier) is an error,
 //    as is a deadlock;
@@ -127,11 +128,74 @@ constexpr unsigned kWarp = 32;
 constexpr size_t kStaticSharedLimit = 48 * 1024;
 constexpr size_t kStackBytes = 256 * 1024;
 
+// A fiber's saved context and the switch between two. On x86-64 the switch saves the
+// callee-saved registers, MXCSR and the x87 control word on the current stack and moves to the
+// other stack: a few instructions. Elsewhere, and under a sanitizer (which must see stack
+// switches), ucontext, whose swapcontext also saves the signal mask: a system call per switch,
+// the emulation's main cost there.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UNIT_SCALING_EMULATION_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNIT_SCALING_EMULATION_SANITIZED 1
+#endif
+#if defined(__x86_64__) && !defined(UNIT_SCALING_EMULATION_SANITIZED)
+#define UNIT_SCALING_EMULATION_STACK_SWITCH 1
+#endif
+
+struct Context {
+#ifdef UNIT_SCALING_EMULATION_STACK_SWITCH
+  void* stack_pointer = nullptr;
+#else
+  ucontext_t context;
+#endif
+};
+
+#ifdef UNIT_SCALING_EMULATION_STACK_SWITCH
+// Saves this context's registers on its stack and the stack pointer in *from; resumes `to`.
+[[gnu::naked, gnu::noinline]] inline void switch_stacks(void** /*from*/, void* /*to*/) {
+  asm("pushq %rbp\n pushq %rbx\n pushq %r12\n pushq %r13\n pushq %r14\n pushq %r15\n"
+      "subq $8, %rsp\n stmxcsr (%rsp)\n fnstcw 4(%rsp)\n"
+      "movq %rsp, (%rdi)\n movq %rsi, %rsp\n"
+      "ldmxcsr (%rsp)\n fldcw 4(%rsp)\n addq $8, %rsp\n"
+      "popq %r15\n popq %r14\n popq %r13\n popq %r12\n popq %rbx\n popq %rbp\n ret\n");
+}
+#endif
+
+// Makes `context` start entry() (which never returns) on `stack` when switched to.
+inline void prepare(Context& context, std::vector<char>& stack, void (*entry)()) {
+#ifdef UNIT_SCALING_EMULATION_STACK_SWITCH
+  const uintptr_t top = (reinterpret_cast<uintptr_t>(stack.data()) + stack.size()) & ~uintptr_t{15};
+  auto* frame = reinterpret_cast<uint64_t*>(top);
+  *--frame = 0;                                  // entry's return address: none
+  *--frame = reinterpret_cast<uint64_t>(entry);  // where switch_stacks returns to
+  for (int i = 0; i < 6; ++i) *--frame = 0;      // rbp, rbx, r12-r15
+  *--frame = uint64_t{0x037F} << 32 | 0x1F80;    // the default x87 control word and MXCSR
+  context.stack_pointer = frame;
+#else
+  getcontext(&context.context);
+  context.context.uc_stack.ss_sp = stack.data();
+  context.context.uc_stack.ss_size = stack.size();
+  context.context.uc_link = nullptr;
+  makecontext(&context.context, entry, 0);
+#endif
+}
+
+inline void switch_context(Context& from, Context& to) {
+#ifdef UNIT_SCALING_EMULATION_STACK_SWITCH
+  switch_stacks(&from.stack_pointer, to.stack_pointer);
+#else
+  swapcontext(&from.context, &to.context);
+#endif
+}
+
 // One block's threads as fibers.
 class Block {
  public:
   struct Fiber {
-    ucontext_t context;
+    Context context;
     std::vector<char> stack;
     unsigned thread = 0;
     bool done = false;
@@ -155,14 +219,16 @@ class Block {
   void note_shared(const void* array, size_t bytes);
 
  private:
+  // A fiber's start: the body, then the checks at its end, then back to the scheduler for good.
   template <typename Body>
-  static void trampoline(unsigned low, unsigned high);
+  static void entry();
   void yield();
   Fiber& self() { return fibers_[running_]; }
 
-  ucontext_t scheduler_;
+  Context scheduler_;
   std::vector<Fiber> fibers_;
   unsigned threads_ = 0;
+  unsigned finished_ = 0;  // threads that returned
   unsigned running_ = 0;
   unsigned block_arrived_ = 0;
   std::vector<unsigned> warp_arrived_;
@@ -178,24 +244,26 @@ inline Block& block_storage() {
 }
 
 template <typename Body>
-void Block::trampoline(unsigned low, unsigned high) {
-  const uintptr_t address = (uintptr_t{high} << 32) | low;
-  Block& block = *reinterpret_cast<Block*>(address);
+void Block::entry() {
+  Block& block = current();
   (*static_cast<Body*>(block.body_))();
   block.self().done = true;
+  ++block.finished_;
   if (block.block_arrived_ > 0) fail("__syncthreads() not reached by every thread of the block");
   if (!block.warp_arrived_.empty() && block.warp_arrived_[block.running_ / kWarp] > 0) {
     fail("a warp operation not reached by every lane of the warp");
   }
-  // uc_link returns to the scheduler
+  switch_context(block.self().context, block.scheduler_);
+  fail("a returned thread resumed");
 }
 
-inline void Block::yield() { swapcontext(&self().context, &scheduler_); }
+inline void Block::yield() { switch_context(self().context, scheduler_); }
 
 template <typename Body>
 void Block::run(unsigned block, unsigned threads, const std::vector<unsigned>& order, Body& body) {
   (void)block;
   threads_ = threads;
+  finished_ = 0;
   // Fibers never move (a ucontext_t points into itself): room for the largest block up front.
   if (fibers_.capacity() < 1024) fibers_.reserve(1024);
   if (fibers_.size() < threads) fibers_.resize(threads);
@@ -205,21 +273,13 @@ void Block::run(unsigned block, unsigned threads, const std::vector<unsigned>& o
   shared_arrays_.clear();
   shared_bytes_ = 0;
   body_ = &body;
-  const auto address = reinterpret_cast<uintptr_t>(this);
   for (unsigned t = 0; t < threads; ++t) {
     Fiber& fiber = fibers_[t];
     fiber.thread = t;
     fiber.done = false;
     fiber.waiting = 0;
-    if (fiber.stack.empty()) {  // a new fiber slot; later blocks reuse its context and stack
-      fiber.stack.resize(kStackBytes);
-      getcontext(&fiber.context);
-    }
-    fiber.context.uc_stack.ss_sp = fiber.stack.data();
-    fiber.context.uc_stack.ss_size = fiber.stack.size();
-    fiber.context.uc_link = &scheduler_;
-    makecontext(&fiber.context, reinterpret_cast<void (*)()>(&trampoline<Body>), 2,
-                static_cast<unsigned>(address & 0xFFFFFFFFu), static_cast<unsigned>(address >> 32));
+    if (fiber.stack.empty()) fiber.stack.resize(kStackBytes);  // later blocks reuse the stack
+    prepare(fiber.context, fiber.stack, &entry<Body>);
   }
   for (;;) {
     bool progress = false;
@@ -231,7 +291,7 @@ void Block::run(unsigned block, unsigned threads, const std::vector<unsigned>& o
       if (fiber.waiting != 0) continue;
       running_ = t;
       threadIdx.x = t;
-      swapcontext(&scheduler_, &fiber.context);
+      switch_context(scheduler_, fiber.context);
       progress = true;
     }
     if (all_done) break;
@@ -241,9 +301,7 @@ void Block::run(unsigned block, unsigned threads, const std::vector<unsigned>& o
 }
 
 inline void Block::sync_block() {
-  for (unsigned t = 0; t < threads_; ++t) {
-    if (fibers_[t].done) fail("__syncthreads() after some thread of the block returned");
-  }
+  if (finished_ > 0) fail("__syncthreads() after some thread of the block returned");
   self().waiting = 1;
   if (++block_arrived_ == threads_) {
     block_arrived_ = 0;

@@ -335,7 +335,12 @@ TEST_P(CudaBackwardEmulated, StreamOperationsAtTheGpt2Shape) {
         << count;
     EXPECT_EQ(emulation::event_operations, cuda::uses_side_zero(variant) ? 4 : 0) << count;
   }
-  // And the GPT-2 vocabulary for real, at a narrow width.
+  // And the GPT-2 shape for real: bfloat16 (96 words of 8 columns a row), Zipf and uniform;
+  // float32 at a narrow width.
+  expect_matches_cpu(
+      {DType::kBFloat16, IndexType::kInt64, 8192, kVocab, 768, Spread::kZipf, -1, 0});
+  expect_matches_cpu(
+      {DType::kBFloat16, IndexType::kInt32, 8192, kVocab, 768, Spread::kUniform, -1, 0});
   expect_matches_cpu({DType::kFloat32, IndexType::kInt64, 8192, kVocab, 8, Spread::kZipf, -1, 0});
 }
 

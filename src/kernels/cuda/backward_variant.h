@@ -12,6 +12,7 @@
 //   all         hot_rows + side_zero + merge_path
 #pragma once
 
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,21 +25,13 @@ inline constexpr BackwardVariant kBackwardVariants[] = {
     BackwardVariant::kBaseline, BackwardVariant::kHotRows, BackwardVariant::kSideZero,
     BackwardVariant::kMergePath, BackwardVariant::kAll};
 
-// The variant's name in the switch: "baseline", "hot_rows", "side_zero", "merge_path", "all".
+// The variants' names in the switch, in the enum's order.
+inline constexpr const char* kBackwardVariantNames[] = {"baseline", "hot_rows", "side_zero",
+                                                        "merge_path", "all"};
+static_assert(std::size(kBackwardVariantNames) == std::size(kBackwardVariants));
+
 inline const char* backward_variant_name(BackwardVariant variant) {
-  switch (variant) {
-    case BackwardVariant::kHotRows:
-      return "hot_rows";
-    case BackwardVariant::kSideZero:
-      return "side_zero";
-    case BackwardVariant::kMergePath:
-      return "merge_path";
-    case BackwardVariant::kAll:
-      return "all";
-    case BackwardVariant::kBaseline:
-      break;
-  }
-  return "baseline";
+  return kBackwardVariantNames[static_cast<int>(variant)];
 }
 
 // "baseline, hot_rows, side_zero, merge_path, all": the valid names, for messages.
