@@ -11,16 +11,29 @@
 //    kernel still writes nothing after a failed check), and throws the IndexError that names
 //    the value and its position, before the entry point bumps any version. While the stream
 //    captures a CUDA graph nothing can be read back: kDeviceAssert applies there.
+// The backward's variant (kernels/cuda/backward_variant.h: same bits, other kernels) comes from
+// the environment variable UNIT_SCALING_BACKWARD_VARIANT, read on each backward call so that one
+// process can time them all; unset or empty: baseline; another name: ValueError. The variants
+// that zero the gradient on a side stream (side_zero, all) get it here: a stream of c10's pool
+// on the gradient's device and two events, and the caching allocator learns that the side stream
+// used grad_weight (recordStream).
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <optional>
+#include <string>
+
 #include "backends/entry_points.h"
 #include "backends/kernel_arguments.h"
 #include "embedding_checks.h"
 #include "kernels/cuda/embedding_kernels_cuda.h"
+#include "kernels/messages.h"
 #include "lookup_shape.h"
 #include "unit_scaling/index_check_policy.h"
 
@@ -28,6 +41,20 @@ namespace unit_scaling::detail {
 namespace {
 
 namespace cuda_kernels = kernels::cuda;
+
+constexpr const char* kBackwardVariantVariable = "UNIT_SCALING_BACKWARD_VARIANT";
+
+// The backward variant the environment asks for now (one getenv per backward call).
+cuda_kernels::BackwardVariant backward_variant() {
+  const char* value = std::getenv(kBackwardVariantVariable);
+  const std::string name = value == nullptr ? "" : value;
+  const std::optional<cuda_kernels::BackwardVariant> variant =
+      cuda_kernels::parse_backward_variant(name);
+  TORCH_CHECK_VALUE(variant.has_value(), kernels::message_prefix(), "environment variable ",
+                    kBackwardVariantVariable, "='", name,
+                    "' is not a backward variant; valid: ", cuda_kernels::backward_variant_names());
+  return *variant;
+}
 
 bool capturing(cudaStream_t stream) {
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
@@ -84,6 +111,7 @@ struct CudaBackend {
 
   static at::Tensor scaled_backward(const at::Tensor& grad_output, const at::Tensor& indices,
                                     int64_t num_weights, int64_t padding_row, double scale) {
+    const cuda_kernels::BackwardVariant variant = backward_variant();
     const c10::cuda::CUDAGuard device(grad_output.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     const at::Tensor grad = grad_output.contiguous();
@@ -97,11 +125,25 @@ struct CudaBackend {
     at::Tensor grad_weight = at::empty({num_weights, dim}, grad.options());
     const kernels::BackwardParams params =
         backward_params(grad, indices, padding_row, scale, grad_weight);
-    const size_t bytes = cuda_kernels::backward_workspace_bytes(params);
+    const size_t bytes = cuda_kernels::backward_workspace_bytes(params, variant);
     at::Tensor workspace =
         at::empty({static_cast<int64_t>(bytes)}, grad.options().dtype(at::kByte));
+    if (!cuda_kernels::backward_uses_side_stream(params, variant)) {
+      C10_CUDA_CHECK(cuda_kernels::write_scaled_gradient(params, workspace.mutable_data_ptr(),
+                                                         bytes, stream, variant));
+      return grad_weight;
+    }
+    const c10::DeviceIndex index = grad.device().index();
+    const c10::cuda::CUDAStream side =
+        c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index);
+    c10::cuda::CUDAEvent fork;  // destroyed at return: CUDA frees an event once its work is done
+    c10::cuda::CUDAEvent join;
+    fork.create(index);
+    join.create(index);
     C10_CUDA_CHECK(
-        cuda_kernels::write_scaled_gradient(params, workspace.mutable_data_ptr(), bytes, stream));
+        cuda_kernels::write_scaled_gradient(params, workspace.mutable_data_ptr(), bytes, stream,
+                                            variant, {side.stream(), fork.event(), join.event()}));
+    c10::cuda::CUDACachingAllocator::recordStream(grad_weight.storage().data_ptr(), side);
     return grad_weight;
   }
 

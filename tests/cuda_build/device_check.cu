@@ -1,11 +1,16 @@
-// A standalone check of the CUDA kernels on a real GPU, without LibTorch: the backward and the
-// renorm against the CPU kernels bit for bit, the backward's node count in a captured CUDA graph
-// against backward_stream_operations(), and the backward's time at the GPT-2 and Llama-3 shapes.
-// Build (here; one command over three lines) and run (on the GPU machine):
+// A standalone check of the CUDA kernels on a real GPU, without LibTorch (for a GPU machine where
+// the library fails to build or load): every backward variant (backward_variant.h) against the
+// CPU kernel bit for bit, repeatable, its captured CUDA graph's node count against
+// backward_stream_operations(), and its time at the GPT-2 and Llama-3 shapes, N = 8192, 65536 and
+// 131072 (CUB's radix sort), in one table; then the renorm against the CPU kernel. Compiled from
+// the library's own kernel sources (no copies).
+// Build: the CMake target `device_check` (built with the tests when the CUDA backend is on:
+// BUILD_DIR/tests/device_check), or here, one command over three lines:
 //   nvcc -std=c++17 -O3 -arch=sm_90 -Isrc tests/cuda_build/device_check.cu src/kernels/cuda/*.cu
 //     src/kernels/cuda/backward_plan.cpp src/kernels/backward.cpp src/kernels/renorm.cpp
 //     src/kernels/index_checks.cpp -o build-kernels/device_check
-//   build-kernels/device_check            (exit status 0: every check passed)
+// Run (on the GPU machine): build-kernels/device_check [options]; --help lists them. Exit status
+// 0: every check passed; 1: a check failed; 2: a CUDA error.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -13,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/embedding_kernels_cuda.h"
@@ -20,6 +26,7 @@
 #include "kernels/float_formats.h"
 
 namespace k = unit_scaling::kernels;
+using k::cuda::BackwardVariant;
 
 #define CHECK(call)                                                                            \
   do {                                                                                         \
@@ -30,7 +37,26 @@ namespace k = unit_scaling::kernels;
     }                                                                                          \
   } while (0)
 
+constexpr const char* kUsage = R"(usage: device_check [--quick] [--variants=NAME,...] [--reps=R]
+       device_check --sanitize | --profile | --phases | --help
+Checks the library's CUDA kernels on this GPU, without LibTorch. By default: the backward in
+every variant on one and several tiles (merged, ranked), 64-bit tile keys, the radix sort, odd
+widths and padding (bitwise
+equal to the CPU kernel, repeatable, graph nodes == backward_stream_operations), then timed at
+GPT-2 (V=50257, D=768) and Llama-3 (V=128256, D=4096), N = 8192, 65536 and 131072 (CUB's radix
+sort; GPT-2 only), bf16 and fp32, uniform and Zipf(1.1): one table, a row per case and variant
+(median us of R graph replays and eager calls, the ratio to baseline's graph time, bitwise,
+repeat, nodes/expected); then the renorm against the CPU kernel.
+  --quick            timed cases at GPT-2 only, bf16 (the short run)
+  --variants=a,b     only these variants (baseline, hot_rows, side_zero, merge_path, all)
+  --reps=R           timed repetitions per case (default 25)
+  --sanitize         small cases only, for compute-sanitizer (memcheck, racecheck, synccheck)
+  --profile          the phase cases untimed, for ncu / nsys; --phases: the same, timed
+Exit status: 0 every check passed, 1 a check failed, 2 a CUDA error.
+)";
+
 static int failures = 0;
+static int repetitions = 25;
 
 static void store(k::DType t, void* data, size_t i, double v) {
   switch (t) {
@@ -71,9 +97,40 @@ static const char* dtype_name(k::DType t) {
                                    : "bf16";
 }
 
-// One backward case: bitwise vs CPU, repeatability, graph node count, and (if timed) the time.
+// The median of `repetitions` timings of body() on `stream`, in microseconds.
+template <typename Body>
+static double median_us(cudaStream_t stream, Body&& body) {
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+  std::vector<float> ms;
+  for (int i = 0; i < repetitions; ++i) {
+    CHECK(cudaEventRecord(a, stream));
+    body();
+    CHECK(cudaEventRecord(b, stream));
+    CHECK(cudaEventSynchronize(b));
+    float t;
+    CHECK(cudaEventElapsedTime(&t, a, b));
+    ms.push_back(t);
+  }
+  CHECK(cudaEventDestroy(a));
+  CHECK(cudaEventDestroy(b));
+  std::sort(ms.begin(), ms.end());
+  return 1000.0 * ms[ms.size() / 2];
+}
+
+static void print_table_header() {
+  std::printf(
+      "\n| dtype | N | V | D | indices | pad | variant | graph us | eager us | vs baseline | "
+      "bitwise | repeat | nodes/expected | ws MiB |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+}
+
+// One backward case in every variant: bitwise vs its CPU reference (computed once), repeatable,
+// graph node count, and (if timed) the times; one table row per variant.
 static void backward_case(k::DType dtype, int64_t n, int64_t v, int64_t d, bool zipf,
-                          int64_t padding, bool timed) {
+                          int64_t padding, bool timed,
+                          const std::vector<BackwardVariant>& variants) {
   const size_t eb = static_cast<size_t>(k::dtype_bytes(dtype));
   const std::vector<int64_t> idx = make_indices(n, v, zipf, 7);
   std::vector<char> grad(static_cast<size_t>(n * d) * eb);
@@ -93,80 +150,80 @@ static void backward_case(k::DType dtype, int64_t n, int64_t v, int64_t d, bool 
   CHECK(cudaMalloc(&d_idx, static_cast<size_t>(n) * 8));
   CHECK(cudaMalloc(&d_grad, grad.size()));
   CHECK(cudaMalloc(&d_out, out_bytes));
-  const k::BackwardParams device{
+  const k::BackwardParams shape{
       dtype, {k::IndexType::kInt64, nullptr, n}, v, padding, nullptr, d, scale, nullptr};
-  const size_t ws = k::cuda::backward_workspace_bytes(device);
+  const size_t ws = k::cuda::backward_workspace_bytes(shape);  // the same for every variant
   if (ws) CHECK(cudaMalloc(&d_ws, ws));
   CHECK(cudaMemcpy(d_idx, idx.data(), static_cast<size_t>(n) * 8, cudaMemcpyHostToDevice));
   CHECK(cudaMemcpy(d_grad, grad.data(), grad.size(), cudaMemcpyHostToDevice));
   cudaStream_t stream;
-  CHECK(cudaStreamCreate(&stream));
-  k::BackwardParams params = device;
+  k::cuda::SideStream side;
+  CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  CHECK(cudaStreamCreateWithFlags(&side.stream, cudaStreamNonBlocking));
+  CHECK(cudaEventCreateWithFlags(&side.fork, cudaEventDisableTiming));
+  CHECK(cudaEventCreateWithFlags(&side.join, cudaEventDisableTiming));
+  k::BackwardParams params = shape;
   params.indices.data = d_idx;
   params.grad_out = d_grad;
   params.grad_weight = d_out;
-  const auto run = [&] { CHECK(k::cuda::write_scaled_gradient(params, d_ws, ws, stream)); };
   std::vector<char> gpu(out_bytes), again(out_bytes);
-  CHECK(cudaMemsetAsync(d_out, 0xAB, out_bytes, stream));
-  run();
-  CHECK(cudaStreamSynchronize(stream));
-  CHECK(cudaMemcpy(gpu.data(), d_out, out_bytes, cudaMemcpyDeviceToHost));
-  run();
-  CHECK(cudaStreamSynchronize(stream));
-  CHECK(cudaMemcpy(again.data(), d_out, out_bytes, cudaMemcpyDeviceToHost));
-  const bool equal = std::memcmp(cpu.data(), gpu.data(), out_bytes) == 0;
-  const bool repeat = std::memcmp(gpu.data(), again.data(), out_bytes) == 0;
-
-  // Node count of the captured backward.
-  cudaGraph_t graph;
-  CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  run();
-  CHECK(cudaStreamEndCapture(stream, &graph));
-  size_t nodes = 0;
-  CHECK(cudaGraphGetNodes(graph, nullptr, &nodes));
-  const int64_t expected = k::cuda::backward_stream_operations(params);
-  cudaGraphExec_t exec;
-  CHECK(cudaGraphInstantiate(&exec, graph, 0));
-
-  double eager_us = 0, graph_us = 0;
-  if (timed) {
-    cudaEvent_t a, b;
-    CHECK(cudaEventCreate(&a));
-    CHECK(cudaEventCreate(&b));
-    const auto median = [&](auto&& body) {
-      std::vector<float> ms;
-      for (int i = 0; i < 25; ++i) {
-        CHECK(cudaEventRecord(a, stream));
-        body();
-        CHECK(cudaEventRecord(b, stream));
-        CHECK(cudaEventSynchronize(b));
-        float t;
-        CHECK(cudaEventElapsedTime(&t, a, b));
-        ms.push_back(t);
-      }
-      std::sort(ms.begin(), ms.end());
-      return 1000.0 * ms[ms.size() / 2];
+  double baseline_us = 0;
+  for (const BackwardVariant variant : variants) {
+    if (k::cuda::backward_workspace_bytes(params, variant) != ws) ++failures;
+    const auto run = [&] {
+      CHECK(k::cuda::write_scaled_gradient(params, d_ws, ws, stream, variant, side));
     };
-    eager_us = median(run);
-    graph_us = median([&] { CHECK(cudaGraphLaunch(exec, stream)); });
-    CHECK(cudaEventDestroy(a));
-    CHECK(cudaEventDestroy(b));
+    CHECK(cudaMemsetAsync(d_out, 0xAB, out_bytes, stream));  // every byte must be written
+    run();
+    CHECK(cudaStreamSynchronize(stream));
+    CHECK(cudaMemcpy(gpu.data(), d_out, out_bytes, cudaMemcpyDeviceToHost));
+    CHECK(cudaMemsetAsync(d_out, 0xCD, out_bytes, stream));
+    run();
+    CHECK(cudaStreamSynchronize(stream));
+    CHECK(cudaMemcpy(again.data(), d_out, out_bytes, cudaMemcpyDeviceToHost));
+    const bool equal = std::memcmp(cpu.data(), gpu.data(), out_bytes) == 0;
+    const bool repeat = std::memcmp(gpu.data(), again.data(), out_bytes) == 0;
+
+    // Node count of the captured backward (the side stream joins the capture through `fork`).
+    cudaGraph_t graph;
+    CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    run();
+    CHECK(cudaStreamEndCapture(stream, &graph));
+    size_t nodes = 0;
+    CHECK(cudaGraphGetNodes(graph, nullptr, &nodes));
+    const int64_t expected = k::cuda::backward_stream_operations(params, variant);
+    cudaGraphExec_t exec;
+    CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    double eager_us = 0, graph_us = 0;
+    if (timed) {
+      eager_us = median_us(stream, run);
+      graph_us = median_us(stream, [&] { CHECK(cudaGraphLaunch(exec, stream)); });
+      if (variant == BackwardVariant::kBaseline) baseline_us = graph_us;
+    }
+    const char* spread = zipf ? "zipf" : "uniform";
+    std::printf("| %s | %lld | %lld | %lld | %s | %lld | %s | ", dtype_name(dtype),
+                static_cast<long long>(n), static_cast<long long>(v), static_cast<long long>(d),
+                spread, static_cast<long long>(padding), k::cuda::backward_variant_name(variant));
+    if (timed) {
+      std::printf("%.1f | %.1f | ", graph_us, eager_us);
+      if (baseline_us > 0) {
+        std::printf("%.2fx | ", graph_us / baseline_us);
+      } else {
+        std::printf("- | ");
+      }
+    } else {
+      std::printf("- | - | - | ");
+    }
+    std::printf("%s | %s | %zu/%lld | %.2f |\n", equal ? "yes" : "NO", repeat ? "yes" : "NO", nodes,
+                static_cast<long long>(expected), ws / 1048576.0);
+    std::fflush(stdout);
+    if (!equal || !repeat || static_cast<int64_t>(nodes) != expected) ++failures;
+    CHECK(cudaGraphExecDestroy(exec));
+    CHECK(cudaGraphDestroy(graph));
   }
-  const double floor_bytes = static_cast<double>(grad.size() + out_bytes);
-  std::printf(
-      "backward %-4s N=%-7lld V=%-6lld D=%-4lld %-7s bitwise=%s repeat=%s nodes=%zu expected=%lld "
-      "ws=%.2fMiB",
-      dtype_name(dtype), static_cast<long long>(n), static_cast<long long>(v),
-      static_cast<long long>(d), zipf ? "zipf" : "uniform", equal ? "yes" : "NO",
-      repeat ? "yes" : "NO", nodes, static_cast<long long>(expected), ws / 1048576.0);
-  if (timed) {
-    std::printf(" eager=%.1fus graph=%.1fus (%.0f GB/s of grad+out)", eager_us, graph_us,
-                floor_bytes / graph_us / 1e3);
-  }
-  std::printf("\n");
-  if (!equal || !repeat || static_cast<int64_t>(nodes) != expected) ++failures;
-  CHECK(cudaGraphExecDestroy(exec));
-  CHECK(cudaGraphDestroy(graph));
+  CHECK(cudaEventDestroy(side.fork));
+  CHECK(cudaEventDestroy(side.join));
+  CHECK(cudaStreamDestroy(side.stream));
   CHECK(cudaStreamDestroy(stream));
   CHECK(cudaFree(d_idx));
   CHECK(cudaFree(d_grad));
@@ -221,45 +278,98 @@ static void renorm_case(k::DType dtype, int64_t rows, int64_t cols, double p) {
   CHECK(cudaFree(d_ws));
 }
 
+// The variants named in "a,b,c", or an empty list (and a message) for an unknown name.
+static std::vector<BackwardVariant> parse_variants(const std::string& names) {
+  std::vector<BackwardVariant> variants;
+  for (size_t at = 0; at <= names.size();) {
+    const size_t comma = std::min(names.find(',', at), names.size());
+    const std::string name = names.substr(at, comma - at);
+    const auto variant = k::cuda::parse_backward_variant(name);
+    if (name.empty() || !variant) {
+      std::printf("unknown variant '%s'; valid: %s\n", name.c_str(),
+                  k::cuda::backward_variant_names().c_str());
+      return {};
+    }
+    variants.push_back(*variant);
+    at = comma + 1;
+  }
+  return variants;
+}
+
 int main(int argc, char** argv) {
   using k::DType;
-  const bool phases = argc > 1 && std::strcmp(argv[1], "--phases") == 0;
-  if (phases || (argc > 1 && std::strcmp(argv[1], "--profile") == 0)) {  // under ncu: untimed
-    backward_case(DType::kBFloat16, 8192, 64, 8, false, -1, phases);     // the sort, mostly
-    backward_case(DType::kBFloat16, 65536, 64, 8, false, -1, phases);    // 32 tiles + merge
-    backward_case(DType::kBFloat16, 32, 50257, 768, false, -1, phases);  // the rows kernel alone
-    backward_case(DType::kBFloat16, 8192, 50257, 768, false, -1, phases);
-    backward_case(DType::kBFloat16, 8192, 50257, 768, true, -1, phases);
+  std::vector<BackwardVariant> variants(std::begin(k::cuda::kBackwardVariants),
+                                        std::end(k::cuda::kBackwardVariants));
+  std::string mode = "all";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::printf("%s", kUsage);
+      return 0;
+    }
+    if (arg.rfind("--variants=", 0) == 0) {
+      variants = parse_variants(arg.substr(11));
+      if (variants.empty()) return 2;
+    } else if (arg.rfind("--reps=", 0) == 0) {
+      repetitions = std::max(1, std::atoi(arg.c_str() + 7));
+    } else if (arg == "--quick" || arg == "--sanitize" || arg == "--profile" || arg == "--phases") {
+      mode = arg.substr(2);
+    } else {
+      std::printf("unknown option '%s'\n%s", arg.c_str(), kUsage);
+      return 2;
+    }
+  }
+  int device = 0;
+  cudaDeviceProp properties;
+  CHECK(cudaGetDevice(&device));
+  CHECK(cudaGetDeviceProperties(&properties, device));
+  std::printf("device_check on %s (sm_%d%d), mode %s\n", properties.name, properties.major,
+              properties.minor, mode.c_str());
+  print_table_header();
+  if (mode == "profile" || mode == "phases") {  // under ncu: untimed
+    const bool timed = mode == "phases";
+    backward_case(DType::kBFloat16, 8192, 64, 8, false, -1, timed, variants);   // the sort, mostly
+    backward_case(DType::kBFloat16, 65536, 64, 8, false, -1, timed, variants);  // 32 tiles
+    backward_case(DType::kBFloat16, 32, 50257, 768, false, -1, timed, variants);  // rows alone
+    backward_case(DType::kBFloat16, 8192, 50257, 768, false, -1, timed, variants);
+    backward_case(DType::kBFloat16, 8192, 50257, 768, true, -1, timed, variants);
     return failures ? 1 : 0;
   }
-  if (argc > 1 && std::strcmp(argv[1], "--sanitize") == 0) {  // under compute-sanitizer: small
-    backward_case(DType::kFloat32, 200, 50, 16, true, 3, false);
-    backward_case(DType::kBFloat16, 5000, 300, 16, true, -1, false);
-    backward_case(DType::kFloat32, 70000, 300, 4, true, -1, false);
+  if (mode == "sanitize") {  // under compute-sanitizer: small
+    backward_case(DType::kFloat32, 200, 50, 16, true, 3, false, variants);
+    backward_case(DType::kBFloat16, 5000, 300, 16, true, -1, false, variants);
+    backward_case(DType::kBFloat16, 20000, 300, 8, true, -1, false, variants);  // rank kernel
+    backward_case(DType::kFloat32, 70000, 300, 4, true, -1, false, variants);
     renorm_case(DType::kFloat32, 100, 70, 2.0);
     return failures ? 1 : 0;
   }
-  // Correctness over the paths: one tile, several tiles, the radix sort, odd widths, padding.
+  // Correctness over the paths: one tile, several tiles (merge and rank), the radix sort, odd
+  // widths, padding.
   for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat64, DType::kFloat16}) {
-    backward_case(t, 1000, 50, 16, true, 3, false);
-    backward_case(t, 20000, 300, 12, true, -1, false);
-    backward_case(t, 200000, 5000, 8, true, 0, false);
-    backward_case(t, 777, 300, 3, false, -1, false);
+    backward_case(t, 1000, 50, 16, true, 3, false, variants);
+    backward_case(t, 20000, 300, 12, true, -1, false, variants);
+    backward_case(t, 200000, 5000, 8, true, 0, false, variants);
+    backward_case(t, 777, 300, 3, false, -1, false, variants);
   }
-  backward_case(DType::kFloat32, 200000, 128256, 8, false, -1, false);  // 17 key bits: 3 passes
+  backward_case(DType::kFloat32, 200000, 128256, 8, false, -1, false, variants);  // 3 passes
+  backward_case(DType::kFloat32, 20000, 1 << 23, 2, false, 5, false, variants);   // 64-bit tiles
   // The shapes of the issue, timed.
+  const bool quick = mode == "quick";
   for (DType t : {DType::kBFloat16, DType::kFloat32}) {
-    for (int64_t n : {int64_t{8192}, int64_t{65536}}) {
+    if (quick && t != DType::kBFloat16) continue;
+    for (int64_t n : {int64_t{8192}, int64_t{65536}, int64_t{131072}}) {
       for (bool zipf : {false, true}) {
-        backward_case(t, n, 50257, 768, zipf, -1, true);
-        backward_case(t, n, 128256, 4096, zipf, -1, true);
+        backward_case(t, n, 50257, 768, zipf, -1, true, variants);
+        if (!quick && n <= 65536) backward_case(t, n, 128256, 4096, zipf, -1, true, variants);
       }
     }
   }
-  for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat64}) {
-    for (double p : {1.0, 2.0, 3.0, 0.5, static_cast<double>(INFINITY)}) {
-      renorm_case(t, 1000, 70, p);
-      renorm_case(t, 1000, 768, p);
+  if (!quick) {
+    for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat64}) {
+      for (double p : {1.0, 2.0, 3.0, 0.5, static_cast<double>(INFINITY)}) {
+        renorm_case(t, 1000, 70, p);
+        renorm_case(t, 1000, 768, p);
+      }
     }
   }
   std::printf("%s: %d failures\n", failures ? "FAILED" : "PASSED", failures);

@@ -1,6 +1,7 @@
 // The CUDA backward's host-side plan (src/kernels/cuda/backward_plan.h), plain C++: the tile
 // size, the small/radix threshold, the key widths, the column slices under the 32 MiB budget, the
-// workspace layout and the stream-operation counts, pinned without nvcc, a GPU or the emulation.
+// workspace layout, the stream-operation counts and the variants (backward_variant.h: their names
+// and what each changes), pinned without nvcc, a GPU or the emulation.
 // (cuda_kernels_emulation_test runs the kernels on these plans and checks their operation counts.)
 #include "kernels/cuda/backward_plan.h"
 
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace unit_scaling::kernels::cuda {
@@ -252,6 +254,73 @@ TEST(CudaBackwardPlan, StreamOperations) {
   EXPECT_EQ(plan(DType::kFloat32, 2000, 60, 40, overrides).operations, 2 + 3 * 2);
 }
 
+TEST(CudaBackwardPlan, VariantNames) {
+  EXPECT_EQ(backward_variant_names(), "baseline, hot_rows, side_zero, merge_path, all");
+  for (const BackwardVariant variant : kBackwardVariants) {
+    EXPECT_EQ(parse_backward_variant(backward_variant_name(variant)), variant);
+  }
+  EXPECT_EQ(parse_backward_variant(""), BackwardVariant::kBaseline);  // the switch unset
+  for (const char* name : {"fastest", "Baseline", "baseline,hot_rows", " all", "hot-rows"}) {
+    EXPECT_EQ(parse_backward_variant(name), std::nullopt) << name;
+  }
+}
+
+PlanOverrides with_variant(BackwardVariant variant) {
+  PlanOverrides overrides;
+  overrides.variant = variant;
+  return overrides;
+}
+
+TEST(CudaBackwardPlan, VariantsShareTheWorkspaceAndDifferInKernelsAndOperations) {
+  for (const int64_t count : {int64_t{1}, int64_t{33}, int64_t{8192}, int64_t{16384},
+                              int64_t{16385}, int64_t{65536}, int64_t{65537}, int64_t{1} << 20}) {
+    const BackwardPlan base = plan(DType::kBFloat16, count, kGpt2Vocab, kGpt2Dim);
+    for (const BackwardVariant variant : kBackwardVariants) {
+      const BackwardPlan p =
+          plan(DType::kBFloat16, count, kGpt2Vocab, kGpt2Dim, with_variant(variant));
+      SCOPED_TRACE(::testing::Message() << backward_variant_name(variant) << " N " << count);
+      EXPECT_EQ(p.total, base.total);
+      EXPECT_EQ(p.slots, base.slots);
+      EXPECT_EQ(p.small, base.small);
+      // merge_path: the rank kernel from 17 tiles (N > 16384) up to the radix sort's threshold.
+      EXPECT_EQ(p.rank_merge, uses_merge_path(variant) && count > 16384 && count <= 65536);
+      EXPECT_EQ(p.hot_tasks, uses_hot_rows(variant) ? p.windows - 1 : 0);
+      EXPECT_EQ(p.side_zero, uses_side_zero(variant));
+      EXPECT_EQ(p.operations, base.operations + (p.side_zero ? 1 : 0));
+      EXPECT_EQ(p.event_operations, p.side_zero ? 4 : 0);
+      EXPECT_EQ(base.event_operations, 0);
+    }
+  }
+  // GPT-2, N = 8192 and 65536: 4 operations, 5 with the side stream's memset; N = 131072 (CUB,
+  // 16 key bits): 11 and 12.
+  for (const int64_t count : {int64_t{8192}, int64_t{65536}}) {
+    EXPECT_EQ(
+        plan(DType::kBFloat16, count, kGpt2Vocab, kGpt2Dim, with_variant(BackwardVariant::kHotRows))
+            .operations,
+        4);
+    EXPECT_EQ(plan(DType::kBFloat16, count, kGpt2Vocab, kGpt2Dim,
+                   with_variant(BackwardVariant::kMergePath))
+                  .operations,
+              4);
+    EXPECT_EQ(plan(DType::kBFloat16, count, kGpt2Vocab, kGpt2Dim,
+                   with_variant(BackwardVariant::kSideZero))
+                  .operations,
+              5);
+    EXPECT_EQ(
+        plan(DType::kBFloat16, count, kGpt2Vocab, kGpt2Dim, with_variant(BackwardVariant::kAll))
+            .operations,
+        5);
+  }
+  EXPECT_EQ(
+      plan(DType::kBFloat16, 131072, kGpt2Vocab, kGpt2Dim, with_variant(BackwardVariant::kAll))
+          .operations,
+      12);
+  // Slices repeat the rows kernel with its hot-row tasks, not the memset.
+  PlanOverrides capped = with_variant(BackwardVariant::kAll);
+  capped.parts_budget = 4096;
+  EXPECT_EQ(plan(DType::kFloat32, 2000, 60, 40, capped).operations, 1 + 2 + 3 * 2);
+}
+
 TEST(CudaBackwardPlan, ZeroSizes) {
   // Any of N, V, D zero: the index check (N > 0), the zeros (V x D > 0), an empty workspace.
   struct Case {
@@ -267,6 +336,12 @@ TEST(CudaBackwardPlan, ZeroSizes) {
     EXPECT_FALSE(p.small);
     EXPECT_FALSE(p.wide_keys);
     EXPECT_EQ(radix_call.calls, 0);
+    // No sort, no sums: no variant changes anything (no side stream).
+    const BackwardPlan all =
+        plan(DType::kFloat32, c.count, c.num_rows, c.dim, with_variant(BackwardVariant::kAll));
+    EXPECT_EQ(all.operations, c.operations);
+    EXPECT_FALSE(all.side_zero || all.rank_merge || all.hot_tasks > 0);
+    EXPECT_EQ(all.event_operations, 0);
   }
 }
 

@@ -2,8 +2,9 @@
 // source (src/kernels/cuda/*.cu) is compiled by the host compiler and run in CI, where there is
 // no GPU.
 //
-// A launch runs the blocks one after the other; inside a block every thread is a fiber
-// (ucontext) on this one OS thread, so block- and warp-level cooperation is real:
+// A launch runs the blocks one after the other; inside a block every thread is a fiber on this one
+// OS thread (its own stack; switched by a few instructions on x86-64, by ucontext elsewhere), so
+// block- and warp-level cooperation is real:
 //  - __syncthreads() waits until every thread of the block has arrived; a barrier that some
 //    thread of the block never reaches (it returned, or waits at another barrier) is an error,
 //    as is a deadlock;
@@ -14,9 +15,16 @@
 //  - atomics (atomicCAS, atomicAdd, atomicMax) are read-modify-writes that no other thread can
 //    interrupt (fibers switch only at barriers and shuffles).
 // Threads and blocks run in a configurable order (forward, reverse, shuffled), so a kernel whose
-// result depends on scheduling shows it. Launch limits are checked (threads in [1, 1024],
-// blocks in [1, 2^31 - 1]), every stream operation (launch, memset, sort) is counted, and
-// blocks_for() can be capped so that grid-stride loops iterate more than once.
+// result depends on scheduling shows it. Launch limits are checked (threads in [1, 1024] and at
+// most the kernel's __launch_bounds__, which UNIT_SCALING_LAUNCH names; blocks in
+// [1, 2^31 - 1]), every stream operation (launch, memset, sort) is counted, and blocks_for() can
+// be capped so that grid-stride loops iterate more than once.
+// Streams: the default stream (nullptr) runs its work at once. A side stream (an
+// emulation::Stream) takes memsets only, and holds them back: their bytes hold kPoison until an
+// event recorded on the side stream after them is waited for on the default stream (the join),
+// which runs them then. So a join that is missing, or comes after a kernel that writes the same
+// bytes, gives wrong bytes; side-stream work without a wait for an event of the default stream
+// first (the fork) is an error. Event records and waits are counted apart from stream operations.
 // What it cannot see (docs/DEVICES.md): the memory model across blocks, real warp scheduling and
 // independent thread progress, timing, occupancy, bank conflicts, the device math library's
 // ulps, and the real CUB.
@@ -31,6 +39,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <type_traits>
@@ -42,10 +51,15 @@
 #define __host__
 #define __forceinline__ inline
 #define __noinline__
+#define __launch_bounds__(...)
 #define __restrict__ __restrict
 
 using cudaError_t = int;
 using cudaStream_t = void*;
+namespace emulation {
+struct Event;
+}
+using cudaEvent_t = emulation::Event*;
 constexpr cudaError_t cudaSuccess = 0;
 constexpr cudaError_t cudaErrorInvalidValue = 1;
 
@@ -79,11 +93,31 @@ struct Config {
   bool large_sort = false;  // the device radix sort path even for small N
   size_t parts_budget = 0;  // bytes of window slots per column slice (0: the planner's own)
   bool count_only = false;  // count stream operations, run nothing
+  // launch.cuh's narrow_items() limit: the most items a grid-stride loop counts in 32 bits.
+  int64_t narrow_items = int64_t{1} << 31;
 };
 inline Config config;
 
 // Stream operations enqueued since the last reset (kernel launches, memsets, sort calls).
 inline int64_t stream_operations = 0;
+// Event records and waits since the last reset.
+inline int64_t event_operations = 0;
+// The last kernel launched (its address): tests tell instantiations apart.
+inline const void* last_kernel = nullptr;
+
+// A side stream (cudaStream_t is its address); see the header comment.
+struct Stream {
+  std::vector<std::function<void()>> held;  // memsets since the last record
+  bool forked = false;                      // waited for the default stream since its last join
+};
+// What an event records: on a side stream, the memsets held until then (run at the join).
+struct Event {
+  bool recorded = false;
+  Stream* side = nullptr;  // nullptr: recorded on the default stream
+  std::vector<std::function<void()>> held;
+};
+// What a side-stream memset writes until its join.
+constexpr unsigned char kPoison = 0x7F;
 
 [[noreturn]] inline void fail(const char* what) {
   std::fprintf(stderr, "cuda emulation: %s\n", what);
@@ -94,11 +128,74 @@ constexpr unsigned kWarp = 32;
 constexpr size_t kStaticSharedLimit = 48 * 1024;
 constexpr size_t kStackBytes = 256 * 1024;
 
+// A fiber's saved context and the switch between two. On x86-64 the switch saves the
+// callee-saved registers, MXCSR and the x87 control word on the current stack and moves to the
+// other stack: a few instructions. Elsewhere, and under a sanitizer (which must see stack
+// switches), ucontext, whose swapcontext also saves the signal mask: a system call per switch,
+// the emulation's main cost there.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UNIT_SCALING_EMULATION_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNIT_SCALING_EMULATION_SANITIZED 1
+#endif
+#if defined(__x86_64__) && !defined(UNIT_SCALING_EMULATION_SANITIZED)
+#define UNIT_SCALING_EMULATION_STACK_SWITCH 1
+#endif
+
+struct Context {
+#ifdef UNIT_SCALING_EMULATION_STACK_SWITCH
+  void* stack_pointer = nullptr;
+#else
+  ucontext_t context;
+#endif
+};
+
+#ifdef UNIT_SCALING_EMULATION_STACK_SWITCH
+// Saves this context's registers on its stack and the stack pointer in *from; resumes `to`.
+[[gnu::naked, gnu::noinline]] inline void switch_stacks(void** /*from*/, void* /*to*/) {
+  asm("pushq %rbp\n pushq %rbx\n pushq %r12\n pushq %r13\n pushq %r14\n pushq %r15\n"
+      "subq $8, %rsp\n stmxcsr (%rsp)\n fnstcw 4(%rsp)\n"
+      "movq %rsp, (%rdi)\n movq %rsi, %rsp\n"
+      "ldmxcsr (%rsp)\n fldcw 4(%rsp)\n addq $8, %rsp\n"
+      "popq %r15\n popq %r14\n popq %r13\n popq %r12\n popq %rbx\n popq %rbp\n ret\n");
+}
+#endif
+
+// Makes `context` start entry() (which never returns) on `stack` when switched to.
+inline void prepare(Context& context, std::vector<char>& stack, void (*entry)()) {
+#ifdef UNIT_SCALING_EMULATION_STACK_SWITCH
+  const uintptr_t top = (reinterpret_cast<uintptr_t>(stack.data()) + stack.size()) & ~uintptr_t{15};
+  auto* frame = reinterpret_cast<uint64_t*>(top);
+  *--frame = 0;                                  // entry's return address: none
+  *--frame = reinterpret_cast<uint64_t>(entry);  // where switch_stacks returns to
+  for (int i = 0; i < 6; ++i) *--frame = 0;      // rbp, rbx, r12-r15
+  *--frame = uint64_t{0x037F} << 32 | 0x1F80;    // the default x87 control word and MXCSR
+  context.stack_pointer = frame;
+#else
+  getcontext(&context.context);
+  context.context.uc_stack.ss_sp = stack.data();
+  context.context.uc_stack.ss_size = stack.size();
+  context.context.uc_link = nullptr;
+  makecontext(&context.context, entry, 0);
+#endif
+}
+
+inline void switch_context(Context& from, Context& to) {
+#ifdef UNIT_SCALING_EMULATION_STACK_SWITCH
+  switch_stacks(&from.stack_pointer, to.stack_pointer);
+#else
+  swapcontext(&from.context, &to.context);
+#endif
+}
+
 // One block's threads as fibers.
 class Block {
  public:
   struct Fiber {
-    ucontext_t context;
+    Context context;
     std::vector<char> stack;
     unsigned thread = 0;
     bool done = false;
@@ -122,14 +219,16 @@ class Block {
   void note_shared(const void* array, size_t bytes);
 
  private:
+  // A fiber's start: the body, then the checks at its end, then back to the scheduler for good.
   template <typename Body>
-  static void trampoline(unsigned low, unsigned high);
+  static void entry();
   void yield();
   Fiber& self() { return fibers_[running_]; }
 
-  ucontext_t scheduler_;
+  Context scheduler_;
   std::vector<Fiber> fibers_;
   unsigned threads_ = 0;
+  unsigned finished_ = 0;  // threads that returned
   unsigned running_ = 0;
   unsigned block_arrived_ = 0;
   std::vector<unsigned> warp_arrived_;
@@ -145,24 +244,26 @@ inline Block& block_storage() {
 }
 
 template <typename Body>
-void Block::trampoline(unsigned low, unsigned high) {
-  const uintptr_t address = (uintptr_t{high} << 32) | low;
-  Block& block = *reinterpret_cast<Block*>(address);
+void Block::entry() {
+  Block& block = current();
   (*static_cast<Body*>(block.body_))();
   block.self().done = true;
+  ++block.finished_;
   if (block.block_arrived_ > 0) fail("__syncthreads() not reached by every thread of the block");
   if (!block.warp_arrived_.empty() && block.warp_arrived_[block.running_ / kWarp] > 0) {
     fail("a warp operation not reached by every lane of the warp");
   }
-  // uc_link returns to the scheduler
+  switch_context(block.self().context, block.scheduler_);
+  fail("a returned thread resumed");
 }
 
-inline void Block::yield() { swapcontext(&self().context, &scheduler_); }
+inline void Block::yield() { switch_context(self().context, scheduler_); }
 
 template <typename Body>
 void Block::run(unsigned block, unsigned threads, const std::vector<unsigned>& order, Body& body) {
   (void)block;
   threads_ = threads;
+  finished_ = 0;
   // Fibers never move (a ucontext_t points into itself): room for the largest block up front.
   if (fibers_.capacity() < 1024) fibers_.reserve(1024);
   if (fibers_.size() < threads) fibers_.resize(threads);
@@ -172,21 +273,13 @@ void Block::run(unsigned block, unsigned threads, const std::vector<unsigned>& o
   shared_arrays_.clear();
   shared_bytes_ = 0;
   body_ = &body;
-  const auto address = reinterpret_cast<uintptr_t>(this);
   for (unsigned t = 0; t < threads; ++t) {
     Fiber& fiber = fibers_[t];
     fiber.thread = t;
     fiber.done = false;
     fiber.waiting = 0;
-    if (fiber.stack.empty()) {  // a new fiber slot; later blocks reuse its context and stack
-      fiber.stack.resize(kStackBytes);
-      getcontext(&fiber.context);
-    }
-    fiber.context.uc_stack.ss_sp = fiber.stack.data();
-    fiber.context.uc_stack.ss_size = fiber.stack.size();
-    fiber.context.uc_link = &scheduler_;
-    makecontext(&fiber.context, reinterpret_cast<void (*)()>(&trampoline<Body>), 2,
-                static_cast<unsigned>(address & 0xFFFFFFFFu), static_cast<unsigned>(address >> 32));
+    if (fiber.stack.empty()) fiber.stack.resize(kStackBytes);  // later blocks reuse the stack
+    prepare(fiber.context, fiber.stack, &entry<Body>);
   }
   for (;;) {
     bool progress = false;
@@ -198,7 +291,7 @@ void Block::run(unsigned block, unsigned threads, const std::vector<unsigned>& o
       if (fiber.waiting != 0) continue;
       running_ = t;
       threadIdx.x = t;
-      swapcontext(&scheduler_, &fiber.context);
+      switch_context(scheduler_, fiber.context);
       progress = true;
     }
     if (all_done) break;
@@ -208,9 +301,7 @@ void Block::run(unsigned block, unsigned threads, const std::vector<unsigned>& o
 }
 
 inline void Block::sync_block() {
-  for (unsigned t = 0; t < threads_; ++t) {
-    if (fibers_[t].done) fail("__syncthreads() after some thread of the block returned");
-  }
+  if (finished_ > 0) fail("__syncthreads() after some thread of the block returned");
   self().waiting = 1;
   if (++block_arrived_ == threads_) {
     block_arrived_ = 0;
@@ -311,23 +402,60 @@ inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t max(int64_t a, int64_t b) { return a > b ? a : b; }
 
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
-inline cudaError_t cudaMemsetAsync(void* target, int value, size_t bytes, cudaStream_t) {
+inline cudaError_t cudaMemsetAsync(void* target, int value, size_t bytes, cudaStream_t stream) {
   if (target == nullptr || bytes == 0) emulation::fail("cudaMemsetAsync of nothing");
   ++emulation::stream_operations;
-  if (!emulation::config.count_only) std::memset(target, value, bytes);
+  if (stream == nullptr) {
+    if (!emulation::config.count_only) std::memset(target, value, bytes);
+    return cudaSuccess;
+  }
+  auto& side = *static_cast<emulation::Stream*>(stream);
+  if (!side.forked) emulation::fail("side-stream work without a wait for the default stream");
+  if (!emulation::config.count_only) {
+    std::memset(target, emulation::kPoison, bytes);
+    side.held.push_back([=] { std::memset(target, value, bytes); });
+  }
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  ++emulation::event_operations;
+  event->recorded = true;
+  event->side = static_cast<emulation::Stream*>(stream);
+  event->held.clear();
+  if (event->side != nullptr) event->held.swap(event->side->held);
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
+  ++emulation::event_operations;
+  if (!event->recorded || flags != 0) emulation::fail("a wait for an event never recorded");
+  if (stream != nullptr) {  // the fork
+    if (event->side != nullptr) emulation::fail("a side stream waits for another side stream");
+    static_cast<emulation::Stream*>(stream)->forked = true;
+    return cudaSuccess;
+  }
+  if (event->side != nullptr) {  // the join: the side stream's work so far happens now
+    for (const auto& work : event->held) work();
+    event->held.clear();
+    event->side->forked = false;
+  }
   return cudaSuccess;
 }
 
 namespace emulation {
 
-// Runs kernel(args...) for every (block, thread) of a 1-D grid.
+// Runs kernel(args...) for every (block, thread) of a 1-D grid; `bound`: the kernel's
+// __launch_bounds__.
 template <typename Kernel>
-auto launch(unsigned blocks, int threads, Kernel kernel) {
+auto launch(unsigned blocks, int threads, int bound, cudaStream_t stream, Kernel kernel) {
   return [=](auto... args) {
     static_assert((sizeof(args) + ... + 0) <= 4096, "a launch's parameters exceed 4 KiB");
     if (threads < 1 || threads > 1024) fail("threads per block outside [1, 1024]");
+    if (bound < 1 || bound > 1024) fail("__launch_bounds__ outside [1, 1024]");
+    if (threads > bound) fail("more threads per block than the kernel's __launch_bounds__");
     if (blocks < 1 || blocks > 0x7FFFFFFFu) fail("blocks outside [1, 2^31 - 1]");
+    if (stream != nullptr) fail("kernel launches on a side stream are not emulated");
     ++stream_operations;
+    last_kernel = reinterpret_cast<const void*>(kernel);
     if (config.count_only) return;
     gridDim.x = blocks;
     blockDim.x = static_cast<unsigned>(threads);
@@ -344,8 +472,8 @@ auto launch(unsigned blocks, int threads, Kernel kernel) {
 
 }  // namespace emulation
 
-#define UNIT_SCALING_LAUNCH(blocks, threads, stream, ...) \
-  ((void)(stream), ::emulation::launch(blocks, threads, &__VA_ARGS__))
+#define UNIT_SCALING_LAUNCH(blocks, threads, bound, stream, ...) \
+  ::emulation::launch(blocks, threads, bound, stream, &__VA_ARGS__)
 
 // A block's static shared array: one per kernel instantiation (blocks run one at a time).
 #define UNIT_SCALING_SHARED_ARRAY(type, name, count) \
@@ -354,6 +482,8 @@ auto launch(unsigned blocks, int threads, Kernel kernel) {
 
 // blocks_for()'s cap (launch.cuh), so that tests can force grid-stride loops to iterate.
 #define UNIT_SCALING_BLOCK_CAP (::emulation::config.block_cap)
+// narrow_items()'s limit (launch.cuh), so that tests cross it at small sizes.
+#define UNIT_SCALING_NARROW_ITEMS (::emulation::config.narrow_items)
 
 // CUB's stable radix sort of (key, value) pairs over key bits [begin_bit, end_bit), as a host
 // stable sort (the real CUB is device code). Counts the stream operations of CUB's onesweep

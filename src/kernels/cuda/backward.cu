@@ -8,38 +8,47 @@
 // for double), scaled once, rounded once. The CPU kernel (kernels/backward.cpp) follows the same
 // order, so the two agree bit for bit.
 //
-// Algorithm. Step A sorts the (row, position) pairs; steps B and C sum.
-//  A, small N (N <= 65536: at most 32 tiles of 512 to 2048 consecutive positions):
-//    A1 tile_sort: one block per tile reads the indices, checks them (device assertion), and
-//       sorts the composite keys (row << tile_bits | local position) of its tile in shared
-//       memory (bitonic, one compare-exchange per thread and step; the keys are distinct, so
-//       the order is the stable one). A single tile (N <= 512) writes the sorted rows and
-//       positions and A is done.
-//    A2 merge: one warp per entry; lane u counts the entries of tile u ordered before it --
-//       rows <= r in earlier tiles, rows < r in later ones: one binary search in a 512-2048
-//       entry tile -- the warp adds the counts and the entry is written at its index in its own
-//       tile plus that sum. No scan, no histogram, no memset; the tiles stay in L2.
-//  A, large N: a key kernel (the rows, the padding row as V, which sorts after every row; the
-//    index check) and CUB's stable device radix sort over bit_width(V) bits.
-//  B window parts (only when N > 32): one block per window w >= 1. When a row enters w from
-//    the window before (sorted_rows[32w - 1] == sorted_rows[32w]), its part in w (its entries of
-//    w, from zero, in order) goes to slot w - 1. At most one row enters a window, so one slot
-//    per window boundary; windows nobody enters write nothing.
-//  C rows: one block per 32 rows; 33 threads find the rows' bounds [begin, end) in the sorted
-//    rows by binary search (no offsets array) into shared memory, then one thread per (row,
-//    column word) writes the row: zeros for rows nobody looked up; the row's entries of its first
-//    window summed from zero, plus the slots of the following windows in order; times s, rounded
-//    once. A heavy (Zipf) row costs one thread <= 32 additions plus one per window it spans;
-//    the windows' parts are summed in parallel by step B.
+// Algorithm (baseline). Step A sorts the (row, position) pairs (backward_sort.cuh); steps B and
+// C sum (backward_sums.cuh, backward_rows.cuh).
+//  A, small N (N <= 65536: at most 32 tiles of 512 to 2048 consecutive positions): tile_sort (one
+//    block per tile reads and checks the indices and sorts its composite keys in shared memory;
+//    a single tile, N <= 512, is the whole sort), then merge (one warp per entry; lane u counts
+//    the entries of tile u ordered before it by a binary search; the entry goes to its rank).
+//  A, large N: a key kernel (the rows, padding as V; the index check) and CUB's stable device
+//    radix sort over bit_width(V) bits.
+//  B window parts (only when N > 32): one block per window boundary w; when a row enters window
+//    w from the window before, its part in w goes to slot w - 1.
+//  C rows: one block per 32 output rows: the rows' bounds by binary search, then one thread per
+//    (row, column word): zeros for rows nobody looked up, else the first window's entries from
+//    zero plus the slots of the following windows in order; times s, rounded once.
 //  B and C run once per column slice: the slots of one slice take at most kPartsBudget (32 MiB)
 //  bytes, so for huge N x D the columns are processed in slices (a number known on the host).
 // The host decides the path, tile size, slices, workspace layout and the number of stream
-// operations from the shapes alone (backward_plan.h, plain C++): 4 operations at GPT-2
-// (V = 50257, D = 768, N = 8192; before: 12), a workspace of O(N) keys plus at most 32 MiB of
-// window slots per slice (no offsets array, no per-window pair of parts).
+// operations from the shapes and the variant alone (backward_plan.h, plain C++): 4 operations at
+// GPT-2 (V = 50257, D = 768, N = 8192), a workspace of O(N) keys plus at most 32 MiB of window
+// slots per slice.
 // Memory traffic: grad_out (N x D) read once (each entry by step B or C), grad_weight (V x D)
 // written once; the slots written once and read once; O(N) keys through the sort (in shared
 // memory for small N), and log2(N) cached reads of the sorted rows per 32 output rows.
+//
+// Variants (backward_variant.h; the same workspace, the same bits; measured H100 baseline at
+// GPT-2 bf16, N = 8192: 69 us uniform, 121 us Zipf(1.1), against a ~27 us copy floor; the
+// predictions below are to be checked on a GPU):
+//  - hot_rows (backward_hot_rows.cuh): each row spanning several windows summed by a block of
+//    its own, as the first tasks of the rows kernel (same launches). Saves the Zipf head's serial
+//    chains in one rows block: 121 -> ~75 us at Zipf, nothing at uniform.
+//  - side_zero (backward_rows.cuh, segments_kernel): grad_weight zeroed by a memset on a side
+//    stream (fork at the start, join before step C) while the sort runs; step C writes only the
+//    looked-up rows, found from the heads of their runs in the sorted rows (no binary search
+//    prologue, no zeros). One more operation (the memset) and 4 event operations. Saves most of
+//    step C's 77 MB of writes after the sort: 69 -> ~45 us uniform, if the memset (~25 us at
+//    3 TB/s) hides behind the ~25 us sort chain; costs ~12 MB of extra writes (looked-up rows
+//    written twice).
+//  - merge_path (backward_sort.cuh, rank_kernel): for N > 16384 each entry ranked by its own
+//    thread, a warp's 32 threads searching the same tile (coherent) instead of merge_kernel's 32
+//    lanes searching 32 tiles. Same launches. Saves most of the merge at N = 65536 (~20-30 us ->
+//    ~3-5 us); nothing at N <= 16384.
+//  - all: the three; GPT-2 N = 8192 Zipf: ~121 -> ~50 us (5 operations).
 #include <algorithm>
 #ifndef UNIT_SCALING_CUDA_EMULATION
 #include <cub/device/device_radix_sort.cuh>
@@ -47,285 +56,15 @@
 #include <type_traits>
 
 #include "kernels/cuda/backward_plan.h"
-#include "kernels/cuda/index_report.cuh"
-#include "kernels/element.h"
-#include "kernels/summation_order.h"
+#include "kernels/cuda/backward_rows.cuh"
 
 namespace unit_scaling::kernels::cuda {
 namespace {
 
+using detail::kWideWord;
+using detail::Slice;
+using detail::Word;
 using kernels::detail::Element;
-
-// Columns per thread: 16 bytes of the gradient's storage type, when the row allows.
-template <typename T>
-constexpr int kWideWord = static_cast<int>(16 / sizeof(T));
-// Column slices are multiples of kSliceAlign columns: every kWideWord divides it.
-static_assert(kSliceAlign % kWideWord<uint16_t> == 0 && kSliceAlign % kWideWord<float> == 0 &&
-              kSliceAlign % kWideWord<double> == 0);
-
-template <typename T, int kWord>
-struct alignas(sizeof(T) * kWord) Word {
-  T v[kWord];
-};
-
-// A tile of the small-N sort in shared memory: at most 16 KiB of 64-bit keys.
-static_assert(kMaxTileEntries * sizeof(uint64_t) <= detail::kStaticSharedBytes);
-
-constexpr int kRowsPerBlock = 32;  // step C
-// rows_kernel indexes (row, column word) of a block in 32 bits.
-static_assert(kRowsPerBlock * kMaxSliceColumns < int64_t{1} << 31);
-
-// The number of entries of sorted[0, n) that are < value (kInclusive: <= value): a binary
-// search.
-template <bool kInclusive, typename Key>
-__device__ __forceinline__ int64_t count_before(const Key* __restrict__ sorted, int64_t n,
-                                                Key value) {
-  int64_t low = 0;
-  while (n > 0) {
-    const int64_t half = n / 2;
-    const Key probe = sorted[low + half];
-    if (kInclusive ? !(value < probe) : probe < value) {
-      low += half + 1;
-      n -= half + 1;
-    } else {
-      n = half;
-    }
-  }
-  return low;
-}
-template <typename Key>
-__device__ __forceinline__ int64_t count_below(const Key* __restrict__ sorted, int64_t n,
-                                               Key value) {
-  return count_before<false>(sorted, n, value);
-}
-template <typename Key>
-__device__ __forceinline__ int64_t count_at_most(const Key* __restrict__ sorted, int64_t n,
-                                                 Key value) {
-  return count_before<true>(sorted, n, value);
-}
-
-// Step A1. One block per tile of 2^tile_bits consecutive positions (grid-stride over the tiles).
-template <typename Index, typename Key, typename Composite>
-__global__ void tile_sort_kernel(const Index* __restrict__ indices, int64_t count, int64_t num_rows,
-                                 int64_t padding_row, int tile_bits,
-                                 Composite* __restrict__ tile_keys, Key* __restrict__ sorted_rows,
-                                 Key* __restrict__ sorted_positions) {
-  UNIT_SCALING_SHARED_ARRAY(Composite, tile, kMaxTileEntries);
-  const IndexReport trap{nullptr, true};
-  const int64_t entries = int64_t{1} << tile_bits;
-  const Composite local = (Composite{1} << tile_bits) - 1;
-  const int64_t tiles = (count + entries - 1) / entries;
-  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {  // uniform over the block
-    const int64_t begin = t * entries;
-    const auto n = static_cast<unsigned>(min(entries, count - begin));
-    unsigned size = 2;  // the bitonic network's width: a power of two >= n
-    while (size < n) size *= 2;
-    for (unsigned i = threadIdx.x; i < size; i += blockDim.x) {
-      Composite key = ~Composite{0};  // fillers sort after every entry
-      if (i < n) {
-        const int64_t row = indices[begin + i];
-        if (!detail::index_valid(row, num_rows)) {
-          detail::report_bad_index(trap, count, begin + i, row, num_rows);
-        }
-        const auto key_row = static_cast<Composite>(row == padding_row ? num_rows : row);
-        key = static_cast<Composite>(key_row << tile_bits) | static_cast<Composite>(i);
-      }
-      tile[i] = key;
-    }
-    __syncthreads();
-    // 32-bit index arithmetic and no division: j is a power of two.
-    for (unsigned k = 2; k <= size; k *= 2) {
-      for (unsigned j = k / 2; j > 0; j /= 2) {
-        for (unsigned i = threadIdx.x; i < size / 2; i += blockDim.x) {
-          const unsigned low = ((i & ~(j - 1)) << 1) | (i & (j - 1));
-          const Composite a = tile[low];
-          const Composite b = tile[low + j];
-          if ((a > b) == ((low & k) == 0)) {
-            tile[low] = b;
-            tile[low + j] = a;
-          }
-        }
-        __syncthreads();
-      }
-    }
-    for (unsigned i = threadIdx.x; i < n; i += blockDim.x) {
-      if (tiles == 1) {
-        sorted_rows[i] = static_cast<Key>(tile[i] >> tile_bits);
-        sorted_positions[i] = static_cast<Key>(tile[i] & local);
-      } else {
-        tile_keys[begin + i] = tile[i];
-      }
-    }
-    __syncthreads();  // before the next tile reuses `tile`
-  }
-}
-
-// Step A2. One warp per entry of the tile-sorted keys; lane u counts the entries of tile u
-// (u, u + 32, ...) that go before it, and the warp adds the counts (integers: exact).
-template <typename Key, typename Composite>
-__global__ void merge_kernel(const Composite* __restrict__ tile_keys, int64_t count, int tile_bits,
-                             Key* __restrict__ sorted_rows, Key* __restrict__ sorted_positions) {
-  const int64_t entries = int64_t{1} << tile_bits;
-  const Composite local = (Composite{1} << tile_bits) - 1;
-  const int64_t tiles = (count + entries - 1) / entries;
-  const int lane = static_cast<int>(threadIdx.x % detail::kWarp);
-  const int64_t warps = int64_t{gridDim.x} * (blockDim.x / detail::kWarp);
-  for (int64_t e = detail::first_item() / detail::kWarp; e < count; e += warps) {  // per warp
-    const int64_t t = e >> tile_bits;
-    const Composite key = tile_keys[e];
-    const Composite row_first = key & ~local;  // (row, local position 0)
-    int64_t before = 0;
-    for (int64_t u = lane; u < tiles; u += detail::kWarp) {
-      if (u == t) continue;
-      const int64_t begin = u * entries;
-      const int64_t n = min(entries, count - begin);
-      // Earlier tiles: their entries of rows <= r come first; later tiles: rows < r.
-      before += u < t ? count_at_most(tile_keys + begin, n, key | local)
-                      : count_below(tile_keys + begin, n, row_first);
-    }
-    for (int offset = detail::kWarp / 2; offset > 0; offset /= 2) {
-      before += __shfl_xor_sync(0xFFFFFFFFu, before, offset);
-    }
-    if (lane == 0) {
-      const int64_t rank = before + (e - t * entries);
-      sorted_rows[rank] = static_cast<Key>(key >> tile_bits);
-      sorted_positions[rank] = static_cast<Key>(t * entries + static_cast<int64_t>(key & local));
-    }
-  }
-}
-
-// Large N, step 1 of the radix-sort path: key = the row (V for padding), value = the position.
-template <typename Index, typename Key>
-__global__ void make_keys_kernel(const Index* __restrict__ indices, int64_t count, int64_t num_rows,
-                                 int64_t padding_row, Key* __restrict__ keys,
-                                 Key* __restrict__ values) {
-  const IndexReport trap{nullptr, true};
-  for (int64_t p = detail::first_item(); p < count; p += detail::stride()) {
-    const int64_t row = indices[p];
-    if (!detail::index_valid(row, num_rows))
-      detail::report_bad_index(trap, count, p, row, num_rows);
-    keys[p] = static_cast<Key>(row == padding_row ? num_rows : row);
-    values[p] = static_cast<Key>(p);
-  }
-}
-
-// The column words [first_word, first_word + words) of every row: one slice of steps B and C.
-struct Slice {
-  int64_t words_per_row, first_word, words;
-};
-
-// Sums the gradient rows of sorted entries [begin, end) at one column word into sum (from zero),
-// in entry order. The loads of kBatch entries are issued before their additions, so a long run
-// waits for memory once per batch, not once per entry.
-template <typename T, int kWord, typename Key>
-__device__ __forceinline__ void sum_entries(const Word<T, kWord>* __restrict__ grad,
-                                            int64_t words_per_row, int64_t word,
-                                            const Key* __restrict__ positions, int64_t begin,
-                                            int64_t end, typename Element<T>::Acc (&sum)[kWord]) {
-  constexpr int kBatch = 8;
-  for (int k = 0; k < kWord; ++k) sum[k] = 0;
-  int64_t i = begin;
-  for (; i + kBatch <= end; i += kBatch) {
-    Word<T, kWord> g[kBatch];
-    for (int b = 0; b < kBatch; ++b) {
-      g[b] = grad[static_cast<int64_t>(positions[i + b]) * words_per_row + word];
-    }
-    for (int b = 0; b < kBatch; ++b) {
-      for (int k = 0; k < kWord; ++k) sum[k] += Element<T>::load(g[b].v[k]);
-    }
-  }
-  for (; i < end; ++i) {
-    const Word<T, kWord> g = grad[static_cast<int64_t>(positions[i]) * words_per_row + word];
-    for (int k = 0; k < kWord; ++k) sum[k] += Element<T>::load(g.v[k]);
-  }
-}
-
-// Step B. One block per window w in [1, windows) (grid-stride), threads over the column words.
-template <typename T, int kWord, typename Key>
-__global__ void window_parts_kernel(const Word<T, kWord>* __restrict__ grad, Slice slice,
-                                    const Key* __restrict__ sorted_rows,
-                                    const Key* __restrict__ positions, int64_t count,
-                                    int64_t num_rows,
-                                    typename Element<T>::Acc* __restrict__ slots) {
-  using Acc = typename Element<T>::Acc;
-  const int64_t windows = (count + kSumWindow - 1) / kSumWindow;
-  for (int64_t w = 1 + blockIdx.x; w < windows; w += gridDim.x) {
-    const int64_t begin = w * kSumWindow;
-    const Key row = sorted_rows[begin];
-    // Padding (key V), or no row enters w from the window before: nothing to keep.
-    if (static_cast<int64_t>(row) >= num_rows || sorted_rows[begin - 1] != row) continue;
-    // The row's entries in w: [begin, end), found by a binary search (5 loads, not up to 32
-    // dependent ones).
-    const int64_t end =
-        begin + count_at_most(sorted_rows + begin, sum_window_end(begin, count) - begin, row);
-    Acc* slot = slots + (w - 1) * slice.words * kWord;
-    for (int64_t word = threadIdx.x; word < slice.words; word += blockDim.x) {
-      Acc sum[kWord];
-      sum_entries<T, kWord>(grad, slice.words_per_row, slice.first_word + word, positions, begin,
-                            end, sum);
-      for (int k = 0; k < kWord; ++k) slot[word * kWord + k] = sum[k];
-    }
-  }
-}
-
-// Step C. One block per kRowsPerBlock rows (grid-stride), threads over (row, column word).
-template <typename T, int kWord, typename Key>
-__global__ void rows_kernel(const Word<T, kWord>* __restrict__ grad, Slice slice,
-                            const Key* __restrict__ sorted_rows, const Key* __restrict__ positions,
-                            int64_t count, int64_t num_rows,
-                            const typename Element<T>::Acc* __restrict__ slots,
-                            typename Element<T>::Acc scale, Word<T, kWord>* __restrict__ result) {
-  using Acc = typename Element<T>::Acc;
-  UNIT_SCALING_SHARED_ARRAY(int64_t, bounds, kRowsPerBlock + 1);
-  const int64_t groups = (num_rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {  // uniform over the block
-    const int64_t first_row = g * kRowsPerBlock;
-    const int64_t rows = min(int64_t{kRowsPerBlock}, num_rows - first_row);
-    // Row first_row + i owns the sorted entries [bounds[i], bounds[i + 1]); key V (padding)
-    // sorts after every row.
-    for (int64_t i = threadIdx.x; i <= rows; i += blockDim.x) {
-      bounds[i] = count_below(sorted_rows, count, static_cast<Key>(first_row + i));
-    }
-    __syncthreads();
-    // 32-bit division: rows x slice.words < 2^31 (slices are at most kMaxSliceColumns wide).
-    const auto words = static_cast<unsigned>(slice.words);
-    for (unsigned t = threadIdx.x; t < static_cast<unsigned>(rows) * words; t += blockDim.x) {
-      const unsigned r = t / words;
-      const int64_t word = slice.first_word + (t - r * words);
-      const int64_t begin = bounds[r];
-      const int64_t end = bounds[r + 1];
-      Acc sum[kWord];
-      if (begin == end) {
-        for (int k = 0; k < kWord; ++k) sum[k] = 0;
-      } else {
-        // The first window's entries from zero (the whole row when it stays in one window).
-        sum_entries<T, kWord>(grad, slice.words_per_row, word, positions, begin,
-                              sum_window_end(begin, end), sum);
-        // Then the slots of the windows the row enters, in window order (loads in batches).
-        const Acc* slot = slots + (sum_window(begin) * slice.words + (word - slice.first_word)) *
-                                      kWord;  // slot of window sum_window(begin) + 1
-        const int64_t stride = slice.words * kWord;
-        int64_t left = sum_window(end - 1) - sum_window(begin);
-        for (; left >= 4; left -= 4, slot += 4 * stride) {
-          Acc part[4][kWord];
-          for (int b = 0; b < 4; ++b) {
-            for (int k = 0; k < kWord; ++k) part[b][k] = slot[b * stride + k];
-          }
-          for (int b = 0; b < 4; ++b) {
-            for (int k = 0; k < kWord; ++k) sum[k] += part[b][k];
-          }
-        }
-        for (; left > 0; --left, slot += stride) {
-          for (int k = 0; k < kWord; ++k) sum[k] += slot[k];
-        }
-      }
-      Word<T, kWord> out;
-      for (int k = 0; k < kWord; ++k) out.v[k] = Element<T>::store(sum[k] * scale);
-      result[(first_row + r) * slice.words_per_row + word] = out;
-    }
-    __syncthreads();  // before the next group overwrites `bounds`
-  }
-}
 
 // The bytes of CUB's temporary storage for the radix sort (the planner's RadixSortTempBytes).
 template <typename Key>
@@ -345,8 +84,9 @@ size_t radix_sort_temp_bytes(int key_bytes, int64_t count, int end_bit) {
 }
 
 // The plan of backward_plan.h; the host emulation's settings (tests) override the shapes' rules.
-BackwardPlan plan_for(const BackwardParams& params) {
+BackwardPlan plan_for(const BackwardParams& params, BackwardVariant variant) {
   PlanOverrides overrides;
+  overrides.variant = variant;
 #ifdef UNIT_SCALING_CUDA_EMULATION
   overrides.wide_keys = ::emulation::config.wide_keys;
   overrides.radix_sort = ::emulation::config.large_sort;
@@ -356,9 +96,33 @@ BackwardPlan plan_for(const BackwardParams& params) {
                        &radix_sort_temp_bytes, overrides);
 }
 
+// f(std::bool_constant<flag>{}).
+template <typename F>
+void with_flag(bool flag, F&& f) {
+  if (flag) {
+    f(std::true_type{});
+  } else {
+    f(std::false_type{});
+  }
+}
+
+// side_zero's fork: the side stream waits for `stream`'s work so far (grad_weight's memory may
+// have been another tensor's until now), zeroes grad_weight and records the join.
+cudaError_t fork_zeros(const BackwardParams& params, const SideStream& side, cudaStream_t stream) {
+  const auto bytes = static_cast<size_t>(params.num_rows * params.dim) *
+                     static_cast<size_t>(dtype_bytes(params.dtype));
+  cudaError_t error = cudaEventRecord(side.fork, stream);
+  if (error == cudaSuccess) error = cudaStreamWaitEvent(side.stream, side.fork, 0);
+  if (error == cudaSuccess) error = cudaMemsetAsync(params.grad_weight, 0, bytes, side.stream);
+  if (error == cudaSuccess) error = cudaEventRecord(side.join, side.stream);
+  return error;
+}
+
+// Steps B and C, per column slice. side_zero: `stream` waits for the side stream's zeros before
+// the first step C (not before: the memset overlaps the sort and the window parts).
 template <typename T, int kWord, typename Key>
-void launch_sums(const BackwardPlan& plan, const BackwardParams& params, char* workspace,
-                 cudaStream_t stream) {
+cudaError_t launch_sums(const BackwardPlan& plan, const BackwardParams& params, char* workspace,
+                        cudaStream_t stream, const SideStream& side) {
   using Acc = typename Element<T>::Acc;
   const int64_t dim = params.dim;
   const int64_t count = params.indices.count;
@@ -377,14 +141,33 @@ void launch_sums(const BackwardPlan& plan, const BackwardParams& params, char* w
       const int threads = slice.words < detail::kThreads
                               ? static_cast<int>((slice.words + 31) / 32 * 32)
                               : detail::kThreads;
-      UNIT_SCALING_LAUNCH(detail::blocks_for(plan.windows - 1, 1), threads, stream,
-                          window_parts_kernel<T, kWord, Key>)
+      UNIT_SCALING_LAUNCH(detail::blocks_for(plan.windows - 1, 1), threads, detail::kThreads,
+                          stream, detail::window_parts_kernel<T, kWord, Key>)
       (grad, slice, rows, positions, count, num_rows, slots);
     }
-    UNIT_SCALING_LAUNCH(detail::blocks_for(num_rows, kRowsPerBlock), detail::kThreads, stream,
-                        rows_kernel<T, kWord, Key>)
-    (grad, slice, rows, positions, count, num_rows, slots, scale, result);
+    if (plan.side_zero && column == 0) {
+      if (cudaError_t error = cudaStreamWaitEvent(stream, side.join, 0); error != cudaSuccess) {
+        return error;
+      }
+    }
+    with_flag(plan.hot_tasks > 0, [&](auto hot) {
+      if (plan.side_zero) {
+        const int64_t chunks = (slice.words + detail::kChunkWords - 1) / detail::kChunkWords;
+        // A thread per (entry, word) of a task: fewer than kThreads for narrow slices.
+        const auto threads = static_cast<int>(std::min<int64_t>(
+            detail::kThreads, kSumWindow * std::min(detail::kChunkWords, slice.words)));
+        UNIT_SCALING_LAUNCH(detail::blocks_for(plan.hot_tasks + plan.windows * chunks, 1), threads,
+                            detail::kThreads, stream, detail::segments_kernel<T, kWord, Key, hot>)
+        (grad, slice, rows, positions, count, num_rows, slots, scale, result);
+      } else {
+        const int64_t groups = (num_rows + detail::kRowsPerBlock - 1) / detail::kRowsPerBlock;
+        UNIT_SCALING_LAUNCH(detail::blocks_for(plan.hot_tasks + groups, 1), detail::kThreads,
+                            detail::kThreads, stream, detail::rows_kernel<T, kWord, Key, hot>)
+        (grad, slice, rows, positions, count, num_rows, slots, scale, result);
+      }
+    });
   }
+  return cudaGetLastError();
 }
 
 template <typename Index, typename Key>
@@ -403,12 +186,16 @@ cudaError_t sort(const BackwardPlan& plan, const BackwardParams& params, char* w
       // One compare-exchange per thread and step (fewer threads for a small single tile).
       const int64_t pairs = std::min(count, int64_t{1} << plan.tile_bits) / 2;
       const int threads = static_cast<int>(std::max<int64_t>(32, (pairs + 31) / 32 * 32));
-      UNIT_SCALING_LAUNCH(detail::blocks_for(plan.tiles, 1), threads, stream,
-                          tile_sort_kernel<Index, Key, Composite>)
+      UNIT_SCALING_LAUNCH(detail::blocks_for(plan.tiles, 1), threads, detail::kSortThreads, stream,
+                          detail::tile_sort_kernel<Index, Key, Composite>)
       (indices, count, num_rows, padding_row, plan.tile_bits, tile_keys, rows, positions);
-      if (plan.tiles > 1) {
-        UNIT_SCALING_LAUNCH(detail::blocks_for(count * detail::kWarp), detail::kThreads, stream,
-                            merge_kernel<Key, Composite>)
+      if (plan.rank_merge) {
+        UNIT_SCALING_LAUNCH(detail::blocks_for(count), detail::kThreads, detail::kThreads, stream,
+                            detail::rank_kernel<Key, Composite>)
+        (tile_keys, count, plan.tile_bits, rows, positions);
+      } else if (plan.tiles > 1) {
+        UNIT_SCALING_LAUNCH(detail::blocks_for(count * detail::kWarp), detail::kThreads,
+                            detail::kThreads, stream, detail::merge_kernel<Key, Composite>)
         (tile_keys, count, plan.tile_bits, rows, positions);
       }
     };
@@ -421,8 +208,8 @@ cudaError_t sort(const BackwardPlan& plan, const BackwardParams& params, char* w
   }
   auto* keys = reinterpret_cast<Key*>(workspace + plan.keys);
   auto* values = reinterpret_cast<Key*>(workspace + plan.values);
-  UNIT_SCALING_LAUNCH(detail::blocks_for(count), detail::kThreads, stream,
-                      make_keys_kernel<Index, Key>)
+  UNIT_SCALING_LAUNCH(detail::blocks_for(count), detail::kThreads, detail::kThreads, stream,
+                      detail::make_keys_kernel<Index, Key>)
   (indices, count, num_rows, padding_row, keys, values);
   if (cudaError_t error = cudaGetLastError(); error != cudaSuccess) return error;
   size_t temp_bytes = plan.sort_temp_bytes;
@@ -434,37 +221,48 @@ cudaError_t sort(const BackwardPlan& plan, const BackwardParams& params, char* w
 
 template <typename Key>
 cudaError_t run(const BackwardPlan& plan, const BackwardParams& params, char* workspace,
-                cudaStream_t stream) {
+                cudaStream_t stream, const SideStream& side) {
   const cudaError_t sorted = kernels::detail::with_index_type(params.indices.type, [&](auto tag) {
     using Index = typename decltype(tag)::type;
     return sort<Index, Key>(plan, params, workspace, stream);
   });
-  if (sorted != cudaSuccess) return sorted;
-  kernels::detail::with_dtype(params.dtype, [&](auto tag) {
+  if (sorted != cudaSuccess) {
+    if (plan.side_zero) cudaStreamWaitEvent(stream, side.join, 0);  // join even so
+    return sorted;
+  }
+  return kernels::detail::with_dtype(params.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const auto address = reinterpret_cast<uintptr_t>(params.grad_out) |
                          reinterpret_cast<uintptr_t>(params.grad_weight);
     if (params.dim % kWideWord<T> == 0 && address % 16 == 0) {
-      launch_sums<T, kWideWord<T>, Key>(plan, params, workspace, stream);
-    } else {
-      launch_sums<T, 1, Key>(plan, params, workspace, stream);
+      return launch_sums<T, kWideWord<T>, Key>(plan, params, workspace, stream, side);
     }
+    return launch_sums<T, 1, Key>(plan, params, workspace, stream, side);
   });
-  return cudaGetLastError();
 }
 
 }  // namespace
 
-size_t backward_workspace_bytes(const BackwardParams& params) { return plan_for(params).total; }
+size_t backward_workspace_bytes(const BackwardParams& params, BackwardVariant variant) {
+  return plan_for(params, variant).total;
+}
 
-int64_t backward_stream_operations(const BackwardParams& params) {
-  return plan_for(params).operations;
+int64_t backward_stream_operations(const BackwardParams& params, BackwardVariant variant) {
+  return plan_for(params, variant).operations;
+}
+
+bool backward_uses_side_stream(const BackwardParams& params, BackwardVariant variant) {
+  return plan_for(params, variant).side_zero;
 }
 
 cudaError_t write_scaled_gradient(const BackwardParams& params, void* workspace,
-                                  size_t workspace_bytes, cudaStream_t stream) {
-  const BackwardPlan plan = plan_for(params);
+                                  size_t workspace_bytes, cudaStream_t stream,
+                                  BackwardVariant variant, const SideStream& side) {
+  const BackwardPlan plan = plan_for(params, variant);
   if (workspace_bytes < plan.total) return cudaErrorInvalidValue;
+  if (plan.side_zero && (side.stream == nullptr || side.fork == nullptr || side.join == nullptr)) {
+    return cudaErrorInvalidValue;
+  }
   auto* base = static_cast<char*>(workspace);
   if (params.indices.count == 0 || params.num_rows == 0 || params.dim == 0) {
     // Nothing to sum: zeros (every format's +0.0 is all-zero bits), after the index check.
@@ -480,8 +278,11 @@ cudaError_t write_scaled_gradient(const BackwardParams& params, void* workspace,
     if (bytes == 0) return cudaSuccess;  // no zero-byte memset (grad_weight may be null)
     return cudaMemsetAsync(params.grad_weight, 0, bytes, stream);
   }
-  return plan.wide_keys ? run<uint64_t>(plan, params, base, stream)
-                        : run<uint32_t>(plan, params, base, stream);
+  if (plan.side_zero) {
+    if (cudaError_t error = fork_zeros(params, side, stream); error != cudaSuccess) return error;
+  }
+  return plan.wide_keys ? run<uint64_t>(plan, params, base, stream, side)
+                        : run<uint32_t>(plan, params, base, stream, side);
 }
 
 }  // namespace unit_scaling::kernels::cuda

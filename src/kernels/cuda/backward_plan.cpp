@@ -81,9 +81,15 @@ BackwardPlan plan_backward(const BackwardShape& shape, RadixSortTempBytes radix_
                       static_cast<size_t>(std::min(plan.slice_columns, dim)) * acc_bytes);
   }
   plan.total = at;
+  const BackwardVariant variant = overrides.variant;
+  plan.rank_merge = uses_merge_path(variant) && plan.tiles > 1 && count > kRankMergeAbove;
+  plan.side_zero = uses_side_zero(variant);
+  plan.hot_tasks = uses_hot_rows(variant) ? slot_count : 0;  // one per window boundary
   const int64_t sort_operations =
       plan.small ? 1 + (plan.tiles > 1 ? 1 : 0) : 1 + radix_sort_operations(plan.end_bit);
-  plan.operations = sort_operations + plan.slices * ((slot_count > 0 ? 1 : 0) + 1);
+  plan.operations =
+      (plan.side_zero ? 1 : 0) + sort_operations + plan.slices * ((slot_count > 0 ? 1 : 0) + 1);
+  plan.event_operations = plan.side_zero ? 4 : 0;
   return plan;
 }
 

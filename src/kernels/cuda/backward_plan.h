@@ -1,7 +1,8 @@
-// The host-side plan of the CUDA backward (backward.cu states the algorithm): from the shapes
-// alone, the sort path, the key widths, the tile size, the column slices of steps B and C, the
-// workspace layout and the number of stream operations. Plain C++ (no CUDA, no LibTorch), so the
-// rules are unit-tested on any host (tests/cuda_emulation/backward_plan_test.cpp).
+// The host-side plan of the CUDA backward (backward.cu states the algorithm): from the shapes and
+// the variant (backward_variant.h) alone, the sort path, the key widths, the tile size, the column
+// slices of steps B and C, the workspace layout and the number of stream operations. Plain C++
+// (no CUDA, no LibTorch), so the rules are unit-tested on any host
+// (tests/cuda_emulation/backward_plan_test.cpp).
 //
 // Rules, for N = count, V = num_rows, D = dim (any of them 0: nothing but the index check and
 // the zeros, an empty workspace):
@@ -21,11 +22,19 @@
 //    the key kernel plus CUB's radix_sort_operations), then per slice the window parts (when
 //    N > 32) and the rows: 4 for 512 < N <= 65536 (GPT-2: V = 50257, D = 768, N = 8192), 3 for
 //    32 < N <= 512, 2 for N <= 32.
+//  - variants (the same workspace for all): hot_rows and merge_path change kernels, not the
+//    count (the hot rows are leading blocks of the rows kernel; the rank kernel replaces the
+//    merge for N > kRankMergeAbove); side_zero and all add the side stream's memset: 5 at
+//    GPT-2, plus 4 event operations (fork: a record and a wait; join: the same).
+// Counted as stream operations: every kernel launch, memset and CUB launch on either stream,
+// i.e. the nodes of a captured CUDA graph. Event records and waits are counted apart
+// (event_operations): a captured graph turns them into edges, not nodes.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/backward_variant.h"
 #include "kernels/kernel_types.h"
 
 namespace unit_scaling::kernels::cuda {
@@ -35,6 +44,8 @@ constexpr int kMinTileBits = 9;
 constexpr int kMaxTileBits = 11;
 constexpr int64_t kMaxTileEntries = int64_t{1} << kMaxTileBits;
 constexpr int64_t kMaxTiles = 32;  // one per lane of the merge's warp
+// merge_path: above this many positions the rank kernel replaces the merge kernel.
+constexpr int64_t kRankMergeAbove = 16384;
 
 // Column slices of steps B and C: multiples of kSliceAlign columns (every vector word width
 // divides it), at most kMaxSliceColumns, with at most kPartsBudget bytes of window slots.
@@ -53,9 +64,10 @@ struct BackwardShape {
   int64_t dim;       // D
 };
 
-// Plan inputs beyond the shapes, for tests that reach the large-shape paths with small shapes
-// (the host emulation sets them). The defaults change nothing.
+// Plan inputs beyond the shapes: the variant, and for tests that reach the large-shape paths
+// with small shapes (the host emulation sets them) the rest. The defaults change nothing.
 struct PlanOverrides {
+  BackwardVariant variant = BackwardVariant::kBaseline;
   bool wide_keys = false;   // 64-bit keys (and tile keys) even where 32 bits would do
   bool radix_sort = false;  // the radix-sort path even for small N
   size_t parts_budget = 0;  // bytes of window slots per column slice; 0: kPartsBudget
@@ -83,7 +95,12 @@ struct BackwardPlan {
          sort_temp = 0;
   size_t sort_temp_bytes = 0;  // CUB's temporary storage (radix sort)
   size_t total = 0;            // backward_workspace_bytes
-  int64_t operations = 0;      // backward_stream_operations
+  // The variant's parts (all false for empty shapes, whose path has no sort and no sums).
+  bool rank_merge = false;       // the rank kernel instead of the merge kernel
+  bool side_zero = false;        // zeros on the side stream; the segments kernel
+  int64_t hot_tasks = 0;         // hot-row blocks leading each slice's rows or segments kernel
+  int64_t operations = 0;        // backward_stream_operations
+  int64_t event_operations = 0;  // records and waits of the side stream's fork and join
 };
 
 // Stream operations of CUB's onesweep radix sort (CUB 3.0, N above one tile) over end_bit key

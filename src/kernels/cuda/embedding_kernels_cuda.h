@@ -6,7 +6,7 @@
 // workspaces, and turns returned CUDA errors into exceptions. Nothing here synchronises the
 // host; every function only enqueues work on `stream`, so all of it can be captured in a CUDA
 // graph. One file per concept: index_report.cuh, gather.cu, renorm.cu, backward.cu (its host-side
-// plan: backward_plan.h).
+// plan: backward_plan.h; its variants: backward_variant.h; its kernels: backward_*.cuh).
 #pragma once
 
 #ifndef UNIT_SCALING_CUDA_EMULATION  // host emulation in the tests: its own types
@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/backward_variant.h"
 #include "kernels/kernel_params.h"
 #include "kernels/kernel_types.h"
 
@@ -59,15 +60,39 @@ size_t renorm_workspace_bytes(const RenormParams& params);
 cudaError_t renorm_rows(const RenormParams& params, const unsigned long long* status,
                         void* workspace, cudaStream_t stream);
 
+// The backward's variants (backward_variant.h) change its kernels and speed, never its bits.
+// Each function below takes the variant; the default is the baseline.
+//
+// A second stream of the same device and two events (created; timing may be disabled), for the
+// variants that zero the gradient beside the sort (side_zero, all: backward_uses_side_stream).
+// The backward records `fork` on its stream and makes `stream` wait for it, zeroes grad_weight
+// on `stream`, records `join` there, and makes its own stream wait for `join` before step C:
+// capturable (the side stream joins the capture through `fork` and leaves it through `join`).
+// The caller tells its allocator that `stream` used grad_weight (recordStream).
+struct SideStream {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t fork = nullptr;
+  cudaEvent_t join = nullptr;
+};
+
 // Device workspace that write_scaled_gradient needs for the shapes of `params` (dtype,
 // indices.count, num_rows, dim; the pointers are not read): O(N) sort keys plus the window
-// slots, at most max(32 MiB, 8 acc ceil(N / 32)) bytes (backward_plan.h states the exact layout).
-size_t backward_workspace_bytes(const BackwardParams& params);
+// slots, at most max(32 MiB, 8 acc ceil(N / 32)) bytes (backward_plan.h states the exact layout);
+// the same for every variant.
+size_t backward_workspace_bytes(const BackwardParams& params,
+                                BackwardVariant variant = BackwardVariant::kBaseline);
 
-// How many stream operations (kernel launches, memsets, sort calls) write_scaled_gradient
-// enqueues for the shapes of `params`: a number fixed on the host, e.g. 4 at GPT-2
-// (N = 8192). For tests and for the node count of a captured graph.
-int64_t backward_stream_operations(const BackwardParams& params);
+// How many stream operations write_scaled_gradient enqueues for the shapes of `params`: kernel
+// launches, memsets and CUB's launches, on its stream and the side stream -- the nodes of a
+// captured CUDA graph; a number fixed on the host, e.g. 4 at GPT-2 (N = 8192), 5 with side_zero.
+// Not counted: the side stream's 4 event operations (fork and join, a record and a wait each),
+// which a captured graph turns into edges.
+int64_t backward_stream_operations(const BackwardParams& params,
+                                   BackwardVariant variant = BackwardVariant::kBaseline);
+
+// Whether write_scaled_gradient needs a SideStream for these shapes and variant (side_zero and
+// all, except for shapes with nothing to sum).
+bool backward_uses_side_stream(const BackwardParams& params, BackwardVariant variant);
 
 // The unit-scaled weight gradient (BackwardParams), written in full (num_rows x dim, contiguous):
 //   grad_weight[r, :] = round(scale * sum_{p : indices[p] == r, r != padding_row} grad_out[p, :])
@@ -75,8 +100,11 @@ int64_t backward_stream_operations(const BackwardParams& params);
 // and each row is summed in the order of kernels/summation_order.h in float32 (float64 for
 // double), scaled once and rounded once; rows nobody looked up are written as zeros. A bad index
 // stops the device with an assertion (no host sync). workspace: backward_workspace_bytes(params)
-// bytes, 256-byte aligned (cudaErrorInvalidValue when workspace_bytes is less).
+// bytes, 256-byte aligned (cudaErrorInvalidValue when workspace_bytes is less, or when the
+// variant uses a side stream and `side` lacks one).
 cudaError_t write_scaled_gradient(const BackwardParams& params, void* workspace,
-                                  size_t workspace_bytes, cudaStream_t stream);
+                                  size_t workspace_bytes, cudaStream_t stream,
+                                  BackwardVariant variant = BackwardVariant::kBaseline,
+                                  const SideStream& side = {});
 
 }  // namespace unit_scaling::kernels::cuda

@@ -27,11 +27,11 @@ using detail::kWarp;
 using kernels::detail::Element;
 
 template <typename T, typename Index>
-__global__ void renorm_kernel(T* __restrict__ weight, int64_t cols, int64_t row_stride,
-                              int64_t col_stride, const Index* __restrict__ indices, int64_t count,
-                              double max_norm, double norm_type,
-                              const unsigned long long* __restrict__ status,
-                              int* __restrict__ claimed) {
+__global__ void __launch_bounds__(detail::kThreads)
+    renorm_kernel(T* __restrict__ weight, int64_t cols, int64_t row_stride, int64_t col_stride,
+                  const Index* __restrict__ indices, int64_t count, double max_norm,
+                  double norm_type, const unsigned long long* __restrict__ status,
+                  int* __restrict__ claimed) {
   using Acc = typename Element<T>::Acc;
   if (status != nullptr && *status != 0) return;
   const int lane = static_cast<int>(threadIdx.x % kWarp);
@@ -92,7 +92,8 @@ cudaError_t renorm_rows(const RenormParams& params, const unsigned long long* st
     auto* table = static_cast<T*>(weight.data);
     kernels::detail::with_index_type(indices.type, [&](auto index_tag) {
       using Index = typename decltype(index_tag)::type;
-      UNIT_SCALING_LAUNCH(blocks, detail::kThreads, stream, renorm_kernel<T, Index>)
+      UNIT_SCALING_LAUNCH(blocks, detail::kThreads, detail::kThreads, stream,
+                          renorm_kernel<T, Index>)
       (table, weight.cols, weight.row_stride, weight.col_stride,
        static_cast<const Index*>(indices.data), indices.count, params.max_norm, params.norm_type,
        status, claimed);
