@@ -1,7 +1,7 @@
 """bench/cuda_bench.py without a GPU: its run order, the backward-variant and renorm tables, the
 JSON it writes as it goes, its verdict and exit status, its time estimate (the GPU numbers
 themselves come from a GPU run; test_gpu_check.py covers the options it shares with
-scripts/gpu_check.sh)."""
+scripts/gpu_check.py)."""
 import importlib.util
 import json
 import subprocess
