@@ -118,12 +118,12 @@ PARTS = (
     Part("preflight", 0, "preflight", (), ((1, 20, "check"),), 0,
          "cold torch import (2.4 s warm here; a fresh machine's page cache is cold), CUDA "
          "context 1-3 s, the library and the reference library"),
-    Part("cpp", 1, "gtest", (CPP_FILTER,), ((82, 0.25, "case"), (5, 6, "death test")), 5,
+    Part("cpp", 1, "gtest", (CPP_FILTER,), ((86, 0.25, "case"), (5, 6, "death test")), 5,
          "gtest --gtest_list_tests with the filter; CPU instances take 0.04 s here (bar "
          "LargeSizes, made on the device there), CUDA adds launches and copies: 0.25 s; each "
          "death test re-executes the binary (libtorch 0.7 s here + CUDA context)", parallel=True),
     Part("python", 1, "pytest", ("cuda and not compile",),
-         ((370, 0.35, "case"), (6, 8, "subprocess case")), 12,
+         ((376, 0.35, "case"), (6, 8, "subprocess case")), 12,
          "pytest --collect-only; their CPU instances take 0.11 s each here, x3 for launches, "
          "copies and syncs, +15% for the variant cases at N = 131072 (a CPU reference each); "
          "6 cases start a python each (torch 2.4 s + CUDA context); startup: torch, CUDA "

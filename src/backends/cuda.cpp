@@ -15,10 +15,11 @@
 // the environment variable UNIT_SCALING_BACKWARD_VARIANT, read on each backward call so that one
 // process can time them all; unset or empty: baseline; another name: ValueError. The variants
 // that zero the gradient on a side stream (side_zero, all) get it here: a stream of c10's pool
-// on the gradient's device and two events, and the caching allocator learns that the side stream
-// used grad_weight (recordStream).
+// on the gradient's device and two events. No recordStream: the side stream touches only
+// grad_weight, allocated on the current stream, which waits for the side stream's join before
+// its next kernel, so any reuse of that memory is ordered after the zeros (recording would hold
+// the block on the pool stream, and under capture until the capture ends).
 #include <ATen/ATen.h>
-#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -143,7 +144,6 @@ struct CudaBackend {
     C10_CUDA_CHECK(
         cuda_kernels::write_scaled_gradient(params, workspace.mutable_data_ptr(), bytes, stream,
                                             variant, {side.stream(), fork.event(), join.event()}));
-    c10::cuda::CUDACachingAllocator::recordStream(grad_weight.storage().data_ptr(), side);
     return grad_weight;
   }
 

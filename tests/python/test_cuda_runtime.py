@@ -18,7 +18,8 @@ CUDA through the backend axis of the other test files; this file adds the CUDA r
   to the CPU kernels, and captured in a CUDA graph + replayed equal to eager;
 - tensors on cuda:1 while cuda:0 is current (the backend's device guard): forward, backward and
   max_norm equal to the CPU kernels, on the current stream of cuda:1, the current device left
-  alone (skipped, saying so, where fewer than two GPUs are visible);
+  alone, by default and with the side-stream variants (side_zero, all: a pool stream and events
+  of cuda:1) (skipped, saying so, where fewer than two GPUs are visible);
 - every backward variant (UNIT_SCALING_BACKWARD_VARIANT, read on each backward call): bitwise
   equal to the CPU kernels at GPT-2 N = 8192, 65536 and 131072 in all four dtypes, captured +
   replayed equal to eager, no host sync under the default policy; an unknown value is a
@@ -571,10 +572,30 @@ def _second_device_results(device, table, tokens, grad):
 _TABLES = ("autograd backward", "backward", "max_norm weight", "renorm inf", "renorm")
 
 
+def _use_variant(monkeypatch, variant):
+    """Selects a backward variant for the rest of the test (None: the variable unset), skipping
+    when the library ignores the variable."""
+    monkeypatch.delenv(VARIANT_ENV, raising=False)
+    if variant is not None:
+        reason = _variants_missing()
+        if reason is not None:
+            pytest.skip(reason)
+        monkeypatch.setenv(VARIANT_ENV, variant)
+
+
+# side_zero and all take a stream from cuda:1's pool and create their events there: the only
+# objects the backend creates on a given device, so they run on the second device too.
+_SECOND_DEVICE_VARIANTS = pytest.mark.parametrize("variant", [None, "side_zero", "all"],
+                                                  ids=lambda v: v or "default")
+
+
 @needs_cuda_kernels
 @needs_two_gpus
+@_SECOND_DEVICE_VARIANTS
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=_dtype_id)
-def test_second_device_equals_the_cpu_kernels_and_keeps_the_current_device(dtype):
+def test_second_device_equals_the_cpu_kernels_and_keeps_the_current_device(dtype, variant,
+                                                                            monkeypatch):
+    _use_variant(monkeypatch, variant)
     torch.cuda.set_device(0)
     num_rows = 3000
     table = (torch.randn(num_rows, 96) * 3).to(dtype)
@@ -594,7 +615,9 @@ def test_second_device_equals_the_cpu_kernels_and_keeps_the_current_device(dtype
 
 @needs_cuda_kernels
 @needs_two_gpus
-def test_second_device_runs_on_the_current_stream_of_that_device():
+@_SECOND_DEVICE_VARIANTS
+def test_second_device_runs_on_the_current_stream_of_that_device(variant, monkeypatch):
+    _use_variant(monkeypatch, variant)
     # The inputs are written on cuda:1's current stream (not its default stream) behind a long
     # sleep kernel, while cuda:0 stays the current device. Our kernels see them only if they are
     # queued on that same stream, after the copies; on any other stream they would read the

@@ -65,10 +65,11 @@ cudaError_t renorm_rows(const RenormParams& params, const unsigned long long* st
 //
 // A second stream of the same device and two events (created; timing may be disabled), for the
 // variants that zero the gradient beside the sort (side_zero, all: backward_uses_side_stream).
-// The backward records `fork` on its stream and makes `stream` wait for it, zeroes grad_weight
-// on `stream`, records `join` there, and makes its own stream wait for `join` before step C:
-// capturable (the side stream joins the capture through `fork` and leaves it through `join`).
-// The caller tells its allocator that `stream` used grad_weight (recordStream).
+// The backward records `fork` on its own stream and makes the side stream (`stream` below) wait
+// for it, zeroes grad_weight on the side stream, records `join` there, and makes its own stream
+// wait for `join` before step C: capturable (the side stream joins the capture through `fork`
+// and leaves it through `join`). Every later use of grad_weight on the backward's stream is
+// ordered after the zeros, so its allocator needs no recordStream.
 struct SideStream {
   cudaStream_t stream = nullptr;
   cudaEvent_t fork = nullptr;
