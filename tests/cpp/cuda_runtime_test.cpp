@@ -7,9 +7,9 @@
 //    CUDA graph captured from C++ replays equal to eager;
 //  - every backward variant (UNIT_SCALING_BACKWARD_VARIANT, read on each backward call) at that
 //    size: bitwise equal to the CPU kernels; an unknown value is a c10::ValueError naming it;
-//  - tensors on cuda:1 while cuda:0 is current: forward, backward and max_norm equal to the CPU
-//    kernels, queued on cuda:1's current stream, the current device left alone (skipped where
-//    fewer than two GPUs are visible).
+//  - tensors on cuda:1 while cuda:0 is current: forward, backward (also in the side-stream
+//    variant 'all') and max_norm equal to the CPU kernels, queued on cuda:1's current stream,
+//    the current device left alone (skipped where fewer than two GPUs are visible).
 #include <ATen/cuda/CUDAGraph.h>
 #include <ATen/cuda/Sleep.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -224,6 +224,11 @@ TEST_F(CudaRuntime, SecondDeviceUsesItsCurrentStreamAndKeepsTheCurrentDevice) {
   ASSERT_EQ(c10::cuda::current_device(), 0);
   const at::Tensor out = F::embedding(buffers[1], buffers[0], /*padding_idx=*/3);
   const at::Tensor grad_weight = call_backward(buffers[2], buffers[1], rows, padding(3));
+  at::Tensor side_stream_grad_weight;
+  {  // the variant that forks a pool stream of cuda:1 and creates its events there
+    const ScopedVariant all{std::string("all")};
+    side_stream_grad_weight = call_backward(buffers[2], buffers[1], rows, padding(3));
+  }
   renorm_op().call(buffers[3], buffers[1], 1.0, 2.0);
   const at::Tensor renormed_out = F::embedding(buffers[1], buffers[0].clone(), {}, 1.0);
   const bool still_busy = !stream.query();
@@ -238,8 +243,11 @@ TEST_F(CudaRuntime, SecondDeviceUsesItsCurrentStreamAndKeepsTheCurrentDevice) {
   auto expected_renormed = table.clone();
   renorm_op().call(expected_renormed, input, 1.0, 2.0);
   EXPECT_TRUE(bitwise_equal(out, unit_scaling::detail::call_lookup(input, table))) << "forward";
-  EXPECT_TRUE(bitwise_equal(grad_weight, call_backward(grad, input, rows, padding(3))))
-      << "backward";
+  const at::Tensor expected_grad_weight = call_backward(grad, input, rows, padding(3));
+  EXPECT_TRUE(bitwise_equal(grad_weight, expected_grad_weight)) << "backward";
+  EXPECT_EQ(side_stream_grad_weight.device(), second);
+  EXPECT_TRUE(bitwise_equal(side_stream_grad_weight, expected_grad_weight))
+      << "backward, variant 'all' (side stream)";
   EXPECT_TRUE(bitwise_equal(buffers[3], expected_renormed)) << "renorm";
   EXPECT_TRUE(bitwise_equal(renormed_out, F::embedding(input, table.clone(), {}, 1.0)))
       << "max_norm forward";
