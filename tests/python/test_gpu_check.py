@@ -175,7 +175,8 @@ def test_dry_run_passes_and_ends_with_the_tables(dry_runs):
     assert "payload built against 2.11.0" in (logs / "gpu_check.log").read_text()
     # The kernels' table, the bench's 8 decisive rows (GPT-2 first) and the second call.
     kernels = output.split("=== device_check (the kernels alone")[1]
-    assert "| bf16 | 8192 | 50257 | 768 | uniform | -1 | hot_rows | 55.2 | 60.7 | 0.80x |" in kernels
+    assert ("| bf16 | 8192 | 50257 | 768 | uniform | -1 | hot_rows | 55.2 | 60.7 | 0.80x |"
+            in kernels)
     assert "| f32 | 1000 |" not in kernels, "untimed rows that passed are left out of the table"
     rows = bench_rows(output)
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
@@ -209,7 +210,8 @@ def test_dry_run_reports_failed_parts_and_exits_1(dry_runs):
     assert parts["preflight"][4].endswith("WARNING: stale payload (built from other sources)")
     assert all(parts[p][0] == "PASS" for p in ("preflight", "bench", "compile")), \
         "every part runs after a failure"
-    assert "| zipf | -1 | baseline | 121.0 | 133.1 | 1.00x | NO |" in output and "[  FAILED  ] Backward.Sums/Cuda_BFloat16" in output
+    assert "| zipf | -1 | baseline | 121.0 | 133.1 | 1.00x | NO |" in output
+    assert "[  FAILED  ] Backward.Sums/Cuda_BFloat16" in output
     assert "FAILED tests/python/test_oracle.py::test_forward[cuda]" in output
     assert output.rstrip().endswith("gpu_check: FAILED (fallback cpp python)")
 
